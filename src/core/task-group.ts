@@ -1,0 +1,115 @@
+import { CancelSource, link, type Cancellation, type ParentCancellation } from './cancellation.js';
+import { isPromiseLike } from './is-promise-like.js';
+
+/** A task of a group: it receives the group's shared cancellation. */
+export type Task = (cancel: Cancellation) => unknown;
+
+/**
+ * TaskGroup runs async tasks that share one cancellation: the errgroup-with-context of this
+ * project.
+ *
+ * The first task to fail aborts the shared cancellation with its error, so its siblings stop;
+ * that error is recorded once and is what {@link wait} rejects with. A parent (a request
+ * deadline, a client that went away) aborts the group too, and its reason is then the
+ * group's error. {@link wait} settles only after every task has settled: when it returns,
+ * nothing the group started is still running.
+ *
+ * When the group ends, its link to the parent is removed and its own cancellation is
+ * aborted (as errgroup's Wait cancels its context), so no listener outlives it.
+ */
+export class TaskGroup {
+  readonly #source = new CancelSource();
+  readonly #unlinkParent: () => void;
+  #pending = 0;
+  #failed = false;
+  #error: unknown = undefined;
+  #done: (() => void) | undefined = undefined;
+  #waiting = false;
+
+  constructor(parent?: ParentCancellation) {
+    this.#unlinkParent = parent === undefined ? noop : link(parent, this.#source);
+    if (this.#source.aborted) this.#fail(this.#source.reason);
+  }
+
+  /** cancellation is shared by every task of the group. */
+  get cancellation(): Cancellation {
+    return this.#source;
+  }
+
+  /** pending is the number of tasks started and not yet settled. */
+  get pending(): number {
+    return this.#pending;
+  }
+
+  /**
+   * go starts `task` at once with the group's cancellation. A task that throws synchronously
+   * or returns a rejected promise fails the group; a task that returns a non-promise value
+   * succeeds with it. Calling go after {@link wait} has been called throws an Error.
+   */
+  go(task: Task): void {
+    if (this.#waiting) throw new Error('TaskGroup.go called after wait');
+    this.#pending++;
+    let result: unknown;
+    try {
+      result = task(this.#source);
+    } catch (error) {
+      this.#onRejected(error);
+      return;
+    }
+    if (isPromiseLike(result)) {
+      result.then(this.#onFulfilled, this.#onRejected);
+    } else {
+      this.#onFulfilled();
+    }
+  }
+
+  /**
+   * abort cancels the group with `reason` as if a task had failed with it. Only the first
+   * failure or abort is recorded.
+   */
+  abort(reason: unknown): void {
+    this.#fail(reason);
+  }
+
+  /**
+   * wait resolves once every task has settled and rejects, then, with the group's first
+   * error. It may be called once.
+   */
+  wait(): Promise<void> {
+    if (this.#waiting) return Promise.reject(new Error('TaskGroup.wait called twice'));
+    this.#waiting = true;
+    if (this.#pending === 0) return this.#finish();
+    return new Promise<void>((resolve) => {
+      this.#done = resolve;
+    }).then(() => this.#finish());
+  }
+
+  #finish(): Promise<void> {
+    this.#unlinkParent();
+    this.#source.abort(groupDone);
+    return this.#failed ? Promise.reject(this.#error) : Promise.resolve();
+  }
+
+  #fail(error: unknown): void {
+    if (this.#failed) return;
+    this.#failed = true;
+    this.#error = error;
+    this.#source.abort(error);
+  }
+
+  readonly #onFulfilled = (): void => {
+    if (--this.#pending === 0) this.#done?.();
+  };
+
+  readonly #onRejected = (error: unknown): void => {
+    this.#fail(error);
+    if (--this.#pending === 0) this.#done?.();
+  };
+}
+
+/** The reason a group's cancellation carries when it ended without a failure. */
+const groupDone = new Error('TaskGroup: the group has ended');
+
+function noop(): void {
+  // No parent to unlink.
+}

@@ -1,0 +1,114 @@
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type RawReplyDefaultExpression,
+  type RawRequestDefaultExpression,
+  type RawServerDefault,
+} from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { OrderService } from '../order/order-service.js';
+import { errorBody, statusOf, type HttpErrorKind } from './error-catalogue.js';
+import { orderRoutes } from './order-routes.js';
+
+/** The largest request body accepted, in bytes. */
+export const bodyLimitBytes = 64 * 1024;
+
+export interface AppOptions {
+  service: OrderService;
+  /** Deadline of one order, in milliseconds. */
+  requestTimeoutMs: number;
+  /** A pino logger; defaults to no logging. */
+  logger?: FastifyBaseLogger;
+}
+
+export type App = FastifyInstance<
+  RawServerDefault,
+  RawRequestDefaultExpression,
+  RawReplyDefaultExpression,
+  FastifyBaseLogger,
+  TypeBoxTypeProvider
+>;
+
+/**
+ * buildApp builds the HTTP application around an order service. It never listens: the
+ * server owns listening and shutdown, and tests call `app.inject`.
+ */
+export function buildApp(options: AppOptions): App {
+  const app = Fastify({
+    ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
+    bodyLimit: bodyLimitBytes,
+    return503OnClosing: true,
+    ajv: {
+      // Validate exactly what the client sent: no coercion, no silently dropped fields.
+      customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false },
+    },
+    schemaErrorFormatter: (errors, dataVar) => {
+      const first = errors[0];
+      if (first === undefined) return new Error(`${dataVar} is invalid`);
+      const where = `${dataVar}${first.instancePath}`;
+      const unknownField = first.params['additionalProperty'];
+      if (first.keyword === 'additionalProperties' && typeof unknownField === 'string') {
+        return new Error(`${where} has an unknown field ${JSON.stringify(unknownField)}`);
+      }
+      if (first.keyword === 'pattern') {
+        return new Error(`${where} must not contain control characters`);
+      }
+      return new Error(`${where} ${first.message ?? 'is invalid'}`);
+    },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  // Orders are JSON only: any other content type is answered 415.
+  app.removeContentTypeParser('text/plain');
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const { kind, message } = classifyRequestError(error);
+    if (statusOf[kind] >= 500) {
+      request.log.error({ err: error }, 'request failed');
+    }
+    return reply.code(statusOf[kind]).send(errorBody(kind, message));
+  });
+
+  app.setNotFoundHandler((_request, reply) =>
+    reply.code(404).send(errorBody('not_found', 'no such route')),
+  );
+
+  app.get('/healthz', () => ({ status: 'ok' }));
+
+  app.register(orderRoutes, {
+    service: options.service,
+    requestTimeoutMs: options.requestTimeoutMs,
+  });
+
+  return app;
+}
+
+/**
+ * classifyRequestError maps an error raised by the framework before an order ran to a
+ * kind and a message safe to show. Anything unknown is `internal`, with a fixed message.
+ */
+function classifyRequestError(error: FastifyError): { kind: HttpErrorKind; message: string } {
+  if (error.validation !== undefined) return { kind: 'bad_request', message: error.message };
+  switch (error.code) {
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return { kind: 'unsupported_media_type', message: 'content type must be application/json' };
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return {
+        kind: 'payload_too_large',
+        message: `body must not be larger than ${bodyLimitBytes} bytes`,
+      };
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return { kind: 'bad_request', message: 'body must not be empty' };
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    default:
+      break;
+  }
+  if (error instanceof SyntaxError || error.code === 'FST_ERR_CTP_INVALID_JSON_BODY') {
+    return { kind: 'bad_request', message: 'body is not valid JSON' };
+  }
+  const status = error.statusCode ?? 500;
+  if (status >= 400 && status < 500) {
+    return { kind: 'bad_request', message: 'bad request' };
+  }
+  return { kind: 'internal', message: 'internal error' };
+}

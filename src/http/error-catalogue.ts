@@ -1,0 +1,32 @@
+import type { ErrorKind } from '../order/errors.js';
+
+/** Kinds of errors that exist only at the HTTP edge, before any order runs. */
+export type EdgeErrorKind =
+  'not_found' | 'method_not_allowed' | 'payload_too_large' | 'unsupported_media_type';
+
+export type HttpErrorKind = ErrorKind | EdgeErrorKind;
+
+/** statusOf is the one table that maps an error kind to its HTTP status. */
+export const statusOf: Readonly<Record<HttpErrorKind, number>> = {
+  bad_request: 400,
+  payment_declined: 400,
+  not_found: 404,
+  method_not_allowed: 405,
+  canceled: 408,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  internal: 500,
+  vendor_unavailable: 503,
+  no_courier: 503,
+  timeout: 504,
+};
+
+/** ErrorBody is the JSON body of a request that failed before an order ran. */
+export interface ErrorBody {
+  status: 'error';
+  error: { kind: HttpErrorKind; message: string };
+}
+
+export function errorBody(kind: HttpErrorKind, message: string): ErrorBody {
+  return { status: 'error', error: { kind, message } };
+}

@@ -1,0 +1,27 @@
+export {
+  CancelSource,
+  link,
+  type Cancellation,
+  type ParentCancellation,
+} from './core/cancellation.js';
+export { Semaphore, type Permit, type Pool } from './core/semaphore.js';
+export { sleep } from './core/sleep.js';
+export { TaskGroup, type Task } from './core/task-group.js';
+export { Tracker } from './core/tracker.js';
+export { OrderError, errorKinds, kindOf, publicMessage, type ErrorKind } from './order/errors.js';
+export { stepNames, type Order, type StepName } from './order/order.js';
+export {
+  createOrderService,
+  type OrderService,
+  type OrderServiceOptions,
+} from './order/order-service.js';
+export {
+  Pipeline,
+  type OrderOutcome,
+  type PipelineOptions,
+  type RunOptions,
+  type StepResult,
+  type StepStatus,
+} from './order/pipeline.js';
+export { defaultStepDelays, simulatedSteps } from './order/simulated-steps.js';
+export type { Step } from './order/step.js';

@@ -1,0 +1,61 @@
+/**
+ * ErrorKind classifies every way an order can end other than success. The domain only
+ * classifies; the HTTP layer alone maps kinds to statuses.
+ */
+export const errorKinds = [
+  'payment_declined',
+  'vendor_unavailable',
+  'no_courier',
+  'timeout',
+  'canceled',
+  'internal',
+  'bad_request',
+] as const;
+
+export type ErrorKind = (typeof errorKinds)[number];
+
+/**
+ * OrderError is a domain error: a kind, and a message that is safe to show a client.
+ */
+export class OrderError extends Error {
+  readonly kind: ErrorKind;
+
+  constructor(kind: ErrorKind, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'OrderError';
+    this.kind = kind;
+  }
+}
+
+/**
+ * kindOf classifies any thrown value. An {@link OrderError} keeps its kind; a standard
+ * `TimeoutError` (from `AbortSignal.timeout`) is `timeout`; a standard `AbortError` is
+ * `canceled`; anything else is `internal`.
+ */
+export function kindOf(error: unknown): ErrorKind {
+  if (error instanceof OrderError) return error.kind;
+  if (error instanceof Error || error instanceof DOMException) {
+    if (error.name === 'TimeoutError') return 'timeout';
+    if (error.name === 'AbortError') return 'canceled';
+  }
+  return 'internal';
+}
+
+/**
+ * publicMessage is the message a client may see for `error`: an {@link OrderError}'s own
+ * message, and for anything else a fixed text per kind, so an internal message never leaks.
+ */
+export function publicMessage(error: unknown): string {
+  if (error instanceof OrderError) return error.message;
+  return fixedMessages[kindOf(error)];
+}
+
+const fixedMessages: Record<ErrorKind, string> = {
+  payment_declined: 'payment was declined',
+  vendor_unavailable: 'vendor is unavailable',
+  no_courier: 'no courier is available',
+  timeout: 'the order did not complete before its deadline',
+  canceled: 'the order was canceled',
+  internal: 'internal error',
+  bad_request: 'bad request',
+};

@@ -1,0 +1,43 @@
+import { buildApp, type App } from '../src/http/app.js';
+import {
+  createOrderService,
+  type OrderService,
+  type OrderServiceOptions,
+} from '../src/order/order-service.js';
+
+/** Deferred is a promise with its resolve and reject exposed, to order events in tests. */
+export interface Deferred<T> {
+  promise: Promise<T>;
+  resolve: (value: T) => void;
+  reject: (reason: unknown) => void;
+}
+
+export function deferred<T = void>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (reason: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+/** flushMicrotasks lets every queued promise continuation run. */
+export async function flushMicrotasks(rounds = 10): Promise<void> {
+  for (let i = 0; i < rounds; i++) await Promise.resolve();
+}
+
+export interface TestApp {
+  app: App;
+  service: OrderService;
+}
+
+/** buildTestApp builds the real app around a fresh order service; close it after the test. */
+export function buildTestApp(
+  options: OrderServiceOptions & { requestTimeoutMs?: number } = {},
+): TestApp {
+  const { requestTimeoutMs = 2000, ...serviceOptions } = options;
+  const service = createOrderService(serviceOptions);
+  const app = buildApp({ service, requestTimeoutMs });
+  return { app, service };
+}
