@@ -86,6 +86,9 @@ export class TaskGroup {
 
   #finish(): Promise<void> {
     this.#unlinkParent();
+    // A parent's abort reaches the source through link, not #fail: it is still the group's
+    // error when every task ignored it and succeeded.
+    if (this.#source.aborted) this.#fail(this.#source.reason);
     this.#source.abort(groupDone);
     return this.#failed ? Promise.reject(this.#error) : Promise.resolve();
   }
@@ -93,7 +96,8 @@ export class TaskGroup {
   #fail(error: unknown): void {
     if (this.#failed) return;
     this.#failed = true;
-    this.#error = error;
+    // A parent's abort already on the source came first: keep it over a task's later error.
+    this.#error = this.#source.aborted ? this.#source.reason : error;
     this.#source.abort(error);
   }
 
