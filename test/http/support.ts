@@ -1,0 +1,102 @@
+import { request, type Agent, type ClientRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { expect } from 'vitest';
+import type { App } from '../../src/http/app.js';
+
+/** HttpResult is a response as the HTTP tests compare it: exact status and parsed body. */
+export interface HttpResult {
+  status: number;
+  body: unknown;
+}
+
+/**
+ * withoutDurations checks that every step of an order response has a finite, non-negative
+ * `duration_ms` and returns the body without them, so the rest can be compared exactly.
+ */
+export function withoutDurations(body: unknown): unknown {
+  if (typeof body !== 'object' || body === null || !('steps' in body)) return body;
+  const { steps, ...rest } = body;
+  expect(Array.isArray(steps), 'steps is an array').toBe(true);
+  return {
+    ...rest,
+    steps: (steps as Record<string, unknown>[]).map(({ duration_ms, ...step }) => {
+      expect(typeof duration_ms, `duration_ms of ${String(step['name'])}`).toBe('number');
+      expect(Number.isFinite(duration_ms) && (duration_ms as number) >= 0).toBe(true);
+      return step;
+    }),
+  };
+}
+
+/**
+ * waitFor resolves once `condition()` holds, polling on every timer tick; it rejects with
+ * `what` if the condition still fails after `timeoutMs`. Used where the event to await
+ * happens inside the server (a socket closing) and exposes no promise.
+ */
+export async function waitFor(
+  what: string,
+  condition: () => boolean,
+  timeoutMs = 2000,
+): Promise<number> {
+  const startedAt = performance.now();
+  while (!condition()) {
+    if (performance.now() - startedAt > timeoutMs) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  return performance.now() - startedAt;
+}
+
+/** listen starts `app` on a free port of 127.0.0.1 and resolves with the port. */
+export async function listen(app: App): Promise<number> {
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  return (app.server.address() as AddressInfo).port;
+}
+
+export interface PostOptions {
+  agent?: Agent;
+  /** Called with the request once it is sent, e.g. to destroy it mid-order. */
+  onRequest?: (request: ClientRequest) => void;
+}
+
+/** postOrder sends `body` as JSON to `POST /order` on 127.0.0.1:`port` over node:http. */
+export function postOrder(
+  port: number,
+  body: unknown,
+  options: PostOptions = {},
+): Promise<HttpResult> {
+  const payload = JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const outgoing = request(
+      {
+        host: '127.0.0.1',
+        port,
+        method: 'POST',
+        path: '/order',
+        headers: {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(payload),
+        },
+        ...(options.agent ? { agent: options.agent } : {}),
+      },
+      (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('error', reject);
+        response.on('end', () => {
+          try {
+            resolve({
+              status: response.statusCode ?? 0,
+              body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown,
+            });
+          } catch (error) {
+            reject(error instanceof Error ? error : new Error(String(error)));
+          }
+        });
+      },
+    );
+    outgoing.on('error', reject);
+    outgoing.end(payload);
+    options.onRequest?.(outgoing);
+  });
+}
