@@ -1,7 +1,7 @@
 import { Semaphore, type Pool } from '../core/semaphore.js';
 import { Tracker } from '../core/tracker.js';
 import type { Order, StepName } from './order.js';
-import { Pipeline } from './pipeline.js';
+import { Pipeline, type PipelineObserver } from './pipeline.js';
 import { simulatedSteps } from './simulated-steps.js';
 import type { Step } from './step.js';
 
@@ -22,6 +22,8 @@ export interface OrderServiceOptions {
   delays?: Readonly<Record<StepName, number>>;
   /** Replaces the simulated steps. */
   steps?: (courierPool: Pool) => Step<Order>[];
+  /** Watches every order (metrics, traces, the dashboard); none by default. */
+  observer?: PipelineObserver<Order> | undefined;
 }
 
 /** createOrderService builds the courier pool, the tracker, the steps and the pipeline. */
@@ -31,5 +33,6 @@ export function createOrderService(options: OrderServiceOptions = {}): OrderServ
   const steps =
     options.steps?.(courierPool) ??
     simulatedSteps(options.delays ? { courierPool, delays: options.delays } : { courierPool });
-  return { pipeline: new Pipeline(steps, { tracker }), courierPool, tracker };
+  const pipeline = new Pipeline(steps, { tracker, observer: options.observer });
+  return { pipeline, courierPool, tracker };
 }

@@ -24,9 +24,22 @@ export interface OrderOutcome {
   error?: { kind: ErrorKind; message: string };
 }
 
-export interface PipelineOptions {
+/**
+ * PipelineObserver watches orders from outside the pipeline (metrics, traces, the dashboard).
+ * {@link orderStarted} is called synchronously when an order starts, before its steps run,
+ * with the cancellation its steps share; the function it returns, if any, is called once
+ * with the outcome just before {@link Pipeline.run} resolves. Neither may throw: an observer
+ * that throws makes `run` reject.
+ */
+export interface PipelineObserver<Order> {
+  orderStarted(order: Order, cancel: Cancellation): ((outcome: OrderOutcome) => void) | undefined;
+}
+
+export interface PipelineOptions<Order = unknown> {
   /** Counts steps in flight; optional. */
   tracker?: Tracker;
+  /** Sees each order start and settle; optional, and free when absent. */
+  observer?: PipelineObserver<Order> | undefined;
   /** Clock in milliseconds; defaults to `performance.now`. */
   now?: () => number;
 }
@@ -49,15 +62,17 @@ export interface RunOptions {
 export class Pipeline<Order> {
   readonly #steps: readonly Step<Order>[];
   readonly #tracker: Tracker | undefined;
+  readonly #observer: PipelineObserver<Order> | undefined;
   readonly #now: () => number;
 
   /** An empty step list or two steps with the same name throw a TypeError. */
-  constructor(steps: readonly Step<Order>[], options: PipelineOptions = {}) {
+  constructor(steps: readonly Step<Order>[], options: PipelineOptions<Order> = {}) {
     if (steps.length === 0) throw new TypeError('Pipeline needs at least one step');
     const names = new Set(steps.map((step) => step.name));
     if (names.size !== steps.length) throw new TypeError('Pipeline step names must be unique');
     this.#steps = [...steps];
     this.#tracker = options.tracker;
+    this.#observer = options.observer;
     this.#now = options.now ?? performance.now.bind(performance);
   }
 
@@ -79,6 +94,7 @@ export class Pipeline<Order> {
       status: 'canceled',
       durationMs: 0,
     }));
+    const settled = this.#observer?.orderStarted(order, group.cancellation);
     let deadline: NodeJS.Timeout | undefined;
     const { deadlineMs } = options;
     if (deadlineMs !== undefined && !group.cancellation.aborted) {
@@ -101,12 +117,15 @@ export class Pipeline<Order> {
     } finally {
       clearTimeout(deadline);
     }
-    if (!failed) return { status: 'ok', steps };
-    return {
-      status: 'error',
-      steps,
-      error: { kind: kindOf(failure), message: publicMessage(failure) },
-    };
+    const outcome: OrderOutcome = failed
+      ? {
+          status: 'error',
+          steps,
+          error: { kind: kindOf(failure), message: publicMessage(failure) },
+        }
+      : { status: 'ok', steps };
+    settled?.(outcome);
+    return outcome;
   }
 
   async #runStep(
