@@ -1,0 +1,133 @@
+import type { ClientRequest } from 'node:http';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Permit } from '../../src/core/semaphore.js';
+import { buildTestApp, deferred, type TestApp } from '../helpers.js';
+import { listen, postOrder, waitFor } from './support.js';
+
+// These run against a real listening server: only a real socket can go away mid-order.
+
+let testApp: TestApp | undefined;
+
+afterEach(async () => {
+  await testApp?.app.close();
+  testApp = undefined;
+});
+
+interface Sent {
+  status: number;
+  body: unknown;
+}
+
+/**
+ * startServer listens with a courier pool of one slot and records what the server sends
+ * for each request, even when nobody is left to read it.
+ */
+async function startServer() {
+  testApp = buildTestApp({ courierPoolSize: 1 });
+  const sent = deferred<Sent>();
+  testApp.app.addHook('onSend', async (_request, reply, payload) => {
+    sent.resolve({ status: reply.statusCode, body: JSON.parse(String(payload)) as unknown });
+    return payload;
+  });
+  const port = await listen(testApp.app);
+  return { ...testApp, port, sent: sent.promise };
+}
+
+/** sendAndAbandon sends a long order and resolves with its request, to destroy later. */
+function sendAndAbandon(port: number): {
+  request: Promise<ClientRequest>;
+  settled: Promise<unknown>;
+} {
+  const request = deferred<ClientRequest>();
+  const settled = postOrder(
+    port,
+    {
+      order_id: 'gone-1',
+      amount: 1,
+      delay_ms: { payment: 60_000, vendor: 60_000, courier: 60_000 },
+    },
+    { onRequest: request.resolve },
+  ).then(
+    () => 'answered',
+    (error: unknown) => error,
+  );
+  return { request: request.promise, settled };
+}
+
+const canceledByClient = {
+  status: 408,
+  body: {
+    status: 'error',
+    order_id: 'gone-1',
+    steps: [
+      { name: 'payment', status: 'canceled', duration_ms: expect.any(Number) as number },
+      { name: 'vendor', status: 'canceled', duration_ms: expect.any(Number) as number },
+      { name: 'courier', status: 'canceled', duration_ms: expect.any(Number) as number },
+    ],
+    error: { kind: 'canceled', message: 'the client closed the connection' },
+  },
+};
+
+describe('a client that goes away aborts its order at once', () => {
+  it('while the courier holds the only pool slot: every step stops and the slot is freed', async () => {
+    const { service, port, sent } = await startServer();
+    const { request, settled } = sendAndAbandon(port);
+
+    await waitFor('the courier to hold the slot', () => service.courierPool.inUse === 1);
+    expect(service.tracker.active).toBe(3);
+
+    const destroyedAt = performance.now();
+    (await request).destroy();
+    await expect(settled).resolves.toBeInstanceOf(Error);
+    await waitFor(
+      'every step to stop and the slot to be freed',
+      () => service.tracker.active === 0 && service.courierPool.inUse === 0,
+    );
+    // The steps were due in 60 s: stopping within the wait bound means the abort stopped them.
+    expect(performance.now() - destroyedAt).toBeLessThan(2000);
+
+    await expect(sent).resolves.toStrictEqual(canceledByClient);
+    expect(service.courierPool.waiting).toBe(0);
+  });
+
+  it('while the courier waits for a slot: it leaves the queue and never takes the slot', async () => {
+    const { service, port, sent } = await startServer();
+    const held: Permit = await service.courierPool.acquire();
+    const { request, settled } = sendAndAbandon(port);
+
+    await waitFor('the courier to queue for the slot', () => service.courierPool.waiting === 1);
+    expect(service.tracker.active).toBe(3);
+
+    (await request).destroy();
+    await expect(settled).resolves.toBeInstanceOf(Error);
+    await waitFor(
+      'the waiter to leave the queue and every step to stop',
+      () => service.courierPool.waiting === 0 && service.tracker.active === 0,
+    );
+    await expect(sent).resolves.toStrictEqual(canceledByClient);
+
+    // The slot goes back to the pool, not to the abandoned order.
+    held.release();
+    expect(service.courierPool.inUse).toBe(0);
+    const next = await service.courierPool.acquire();
+    expect(service.courierPool.inUse).toBe(1);
+    next.release();
+  });
+
+  it('the server keeps serving after a client went away', async () => {
+    const { service, port } = await startServer();
+    const { request, settled } = sendAndAbandon(port);
+    await waitFor('the courier to hold the slot', () => service.courierPool.inUse === 1);
+    (await request).destroy();
+    await settled;
+    await waitFor('the slot to be freed', () => service.courierPool.inUse === 0);
+
+    const next = await postOrder(port, {
+      order_id: 'next-1',
+      amount: 1,
+      delay_ms: { payment: 0, vendor: 0, courier: 0 },
+    });
+    expect(next.status).toBe(200);
+    expect(service.tracker.active).toBe(0);
+  });
+});
