@@ -1,0 +1,4 @@
+import { MemoryOrderStore } from '../../src/store/memory-order-store.js';
+import { orderStoreContract } from './contract.js';
+
+orderStoreContract('memory', () => Promise.resolve({ store: new MemoryOrderStore() }));
