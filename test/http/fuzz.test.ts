@@ -38,7 +38,10 @@ function isValidOrder(value: unknown): boolean {
   const known = ['order_id', 'amount', 'fail_step', 'delay_ms'];
   if (Object.keys(body).some((key) => !known.includes(key))) return false;
   const { order_id, amount, fail_step, delay_ms } = body;
-  if (typeof order_id !== 'string' || order_id.length < 1 || order_id.length > 128) return false;
+  if (typeof order_id !== 'string') return false;
+  // Characters are code points: an emoji is one character, though two UTF-16 units.
+  const characters = Array.from(order_id).length;
+  if (characters < 1 || characters > 128) return false;
   if (hasControlCharacter(order_id)) return false;
   if (typeof amount !== 'number' || !Number.isSafeInteger(amount) || amount < 1) return false;
   if (fail_step !== undefined && !stepNames.includes(fail_step as string)) return false;
@@ -94,10 +97,20 @@ const nearValidOrder = fc
     fc.record(
       {
         order_id: mostly(
-          fc.oneof(fc.string({ minLength: 1, maxLength: 128 }), fc.constant('x'.repeat(128))),
+          fc.oneof(
+            fc.string({ minLength: 1, maxLength: 128 }),
+            fc.constantFrom('x'.repeat(128), '🚲'.repeat(128)),
+          ),
           fc.oneof(
             fc.string({ unit: 'binary', maxLength: 140 }),
-            fc.constantFrom('', 'x'.repeat(129), 'a\u0000b', '\u009f', 'tab\there'),
+            fc.constantFrom(
+              '',
+              'x'.repeat(129),
+              '🚲'.repeat(129),
+              'a\u0000b',
+              '\u009f',
+              'tab\there',
+            ),
             fc.integer(),
             fc.constant(null),
           ),
