@@ -23,8 +23,9 @@ export class TaskGroup {
   #pending = 0;
   #failed = false;
   #error: unknown = undefined;
-  #done: (() => void) | undefined = undefined;
   #waiting = false;
+  #resolveWait: (() => void) | undefined = undefined;
+  #rejectWait: ((error: unknown) => void) | undefined = undefined;
 
   constructor(parent?: ParentCancellation) {
     this.#unlinkParent = parent === undefined ? noop : link(parent, this.#source);
@@ -78,19 +79,31 @@ export class TaskGroup {
   wait(): Promise<void> {
     if (this.#waiting) return Promise.reject(new Error('TaskGroup.wait called twice'));
     this.#waiting = true;
-    if (this.#pending === 0) return this.#finish();
-    return new Promise<void>((resolve) => {
-      this.#done = resolve;
-    }).then(() => this.#finish());
+    if (this.#pending === 0) {
+      this.#finish();
+      return this.#failed ? Promise.reject(this.#error) : Promise.resolve();
+    }
+    // Settled straight from the last task's callback: one promise and no extra turn, where
+    // chaining a then() that returns a promise would cost three.
+    return new Promise<void>((resolve, reject) => {
+      this.#resolveWait = resolve;
+      this.#rejectWait = reject;
+    });
   }
 
-  #finish(): Promise<void> {
+  #finish(): void {
     this.#unlinkParent();
     // A parent's abort reaches the source through link, not #fail: it is still the group's
     // error when every task ignored it and succeeded.
     if (this.#source.aborted) this.#fail(this.#source.reason);
     this.#source.abort(groupDone);
-    return this.#failed ? Promise.reject(this.#error) : Promise.resolve();
+  }
+
+  #settled(): void {
+    if (--this.#pending !== 0 || !this.#waiting) return;
+    this.#finish();
+    if (this.#failed) this.#rejectWait?.(this.#error);
+    else this.#resolveWait?.();
   }
 
   #fail(error: unknown): void {
@@ -102,12 +115,12 @@ export class TaskGroup {
   }
 
   readonly #onFulfilled = (): void => {
-    if (--this.#pending === 0) this.#done?.();
+    this.#settled();
   };
 
   readonly #onRejected = (error: unknown): void => {
     this.#fail(error);
-    if (--this.#pending === 0) this.#done?.();
+    this.#settled();
   };
 }
 
