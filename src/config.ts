@@ -1,3 +1,5 @@
+import type { TracesExporter } from './observability/tracing.js';
+
 /**
  * Config is the service's configuration, read from the environment once at start-up.
  */
@@ -10,6 +12,12 @@ export interface Config {
   readonly courierPoolSize: number;
   /** Deadline of one order, in milliseconds. */
   readonly requestTimeoutMs: number;
+  /** Prometheus metrics at `GET /metrics` (METRICS_ENABLED). */
+  readonly metricsEnabled: boolean;
+  /** The live dashboard at `GET /` and its timeline of recent orders (DASHBOARD_ENABLED). */
+  readonly dashboardEnabled: boolean;
+  /** Where traces go, from the standard OTEL_* variables; `none` turns tracing off. */
+  readonly tracesExporter: TracesExporter;
 }
 
 export const defaultConfig: Config = {
@@ -17,6 +25,9 @@ export const defaultConfig: Config = {
   port: 8080,
   courierPoolSize: 5,
   requestTimeoutMs: 2000,
+  metricsEnabled: true,
+  dashboardEnabled: true,
+  tracesExporter: 'none',
 };
 
 /** ConfigError says which variable is wrong and what was expected. */
@@ -37,7 +48,50 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     port: intVar(env, 'PORT', defaultConfig.port, 0, 65535),
     courierPoolSize: intVar(env, 'COURIER_POOL_SIZE', defaultConfig.courierPoolSize, 1, 100_000),
     requestTimeoutMs: intVar(env, 'REQUEST_TIMEOUT_MS', defaultConfig.requestTimeoutMs, 1, 600_000),
+    ...observabilityConfig(env),
   };
+}
+
+type ObservabilityConfig = Pick<Config, 'metricsEnabled' | 'dashboardEnabled' | 'tracesExporter'>;
+
+/**
+ * observabilityConfig reads the metrics and dashboard switches and where traces go. Tracing
+ * follows the standard OpenTelemetry variables: off unless `OTEL_TRACES_EXPORTER` is `otlp`
+ * or `console`, or (with `OTEL_TRACES_EXPORTER` unset) an OTLP endpoint is set in
+ * `OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`; `OTEL_SDK_DISABLED=true`
+ * or `OTEL_TRACES_EXPORTER=none` turn it off. Any other exporter throws a {@link ConfigError}.
+ */
+function observabilityConfig(env: NodeJS.ProcessEnv): ObservabilityConfig {
+  return {
+    metricsEnabled: boolVar(env, 'METRICS_ENABLED', defaultConfig.metricsEnabled),
+    dashboardEnabled: boolVar(env, 'DASHBOARD_ENABLED', defaultConfig.dashboardEnabled),
+    tracesExporter: tracesExporterVar(env),
+  };
+}
+
+function tracesExporterVar(env: NodeJS.ProcessEnv): TracesExporter {
+  if (stringVar(env, 'OTEL_SDK_DISABLED', 'false').toLowerCase() === 'true') return 'none';
+  const exporter = stringVar(env, 'OTEL_TRACES_EXPORTER', '').toLowerCase();
+  if (exporter === '') {
+    const endpoint =
+      stringVar(env, 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', '') ||
+      stringVar(env, 'OTEL_EXPORTER_OTLP_ENDPOINT', '');
+    return endpoint === '' ? 'none' : 'otlp';
+  }
+  if (exporter === 'none' || exporter === 'otlp' || exporter === 'console') return exporter;
+  throw new ConfigError(
+    `OTEL_TRACES_EXPORTER must be otlp, console or none, got ${JSON.stringify(env['OTEL_TRACES_EXPORTER'])}`,
+  );
+}
+
+/** boolVar reads `true`/`false` (also `1`/`0`, any case). */
+export function boolVar(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const text = raw.trim().toLowerCase();
+  if (text === 'true' || text === '1') return true;
+  if (text === 'false' || text === '0') return false;
+  throw new ConfigError(`${name} must be true or false, got ${JSON.stringify(raw)}`);
 }
 
 function stringVar(env: NodeJS.ProcessEnv, name: string, fallback: string): string {

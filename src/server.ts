@@ -2,15 +2,26 @@ import { pathToFileURL } from 'node:url';
 import pino from 'pino';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { buildApp, type App } from './http/app.js';
-import { createOrderService } from './order/order-service.js';
+import {
+  observabilityOptions,
+  observeOrderService,
+} from './observability/observability.js';
 
 /**
  * startServer builds the order service and its HTTP app from `config`, and listens.
  * Resolves with the app once it is accepting connections.
  */
 export async function startServer(config: Config, logger = pino()): Promise<App> {
-  const service = createOrderService({ courierPoolSize: config.courierPoolSize });
-  const app = buildApp({ service, requestTimeoutMs: config.requestTimeoutMs, logger });
+  const { service, observability } = observeOrderService({
+    ...observabilityOptions(config),
+    courierPoolSize: config.courierPoolSize,
+  });
+  const app = buildApp({
+    service,
+    requestTimeoutMs: config.requestTimeoutMs,
+    logger,
+    observability,
+  });
   await app.listen({ host: config.host, port: config.port });
   return app;
 }

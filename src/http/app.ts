@@ -7,7 +7,10 @@ import Fastify, {
   type RawServerDefault,
 } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Observability } from '../observability/observability.js';
 import type { OrderService } from '../order/order-service.js';
+import { dashboardRoutes } from './dashboard/dashboard-routes.js';
+import { metricsRoute } from './dashboard/metrics-route.js';
 import { errorBody, statusOf, type HttpErrorKind } from './error-catalogue.js';
 import { orderRoutes } from './order-routes.js';
 
@@ -20,6 +23,11 @@ export interface AppOptions {
   requestTimeoutMs: number;
   /** A pino logger; defaults to no logging. */
   logger?: FastifyBaseLogger;
+  /**
+   * Metrics (`GET /metrics`) and the dashboard (`GET /`) of the service, as built by
+   * `observeOrderService`; none by default. The app closes it when it closes.
+   */
+  observability?: Observability | undefined;
 }
 
 export type App = FastifyInstance<
@@ -74,6 +82,17 @@ export function buildApp(options: AppOptions): App {
   );
 
   app.get('/healthz', () => ({ status: 'ok' }));
+
+  const { observability } = options;
+  if (observability !== undefined) {
+    const { metrics, recentOrders } = observability;
+    if (metrics !== undefined) app.register(metricsRoute, { metrics });
+    if (recentOrders !== undefined) {
+      const { courierPool, tracker } = options.service;
+      app.register(dashboardRoutes, { recentOrders, courierPool, tracker });
+    }
+    app.addHook('onClose', () => observability.close());
+  }
 
   app.register(orderRoutes, {
     service: options.service,

@@ -1,0 +1,151 @@
+/* global document, fetch, setTimeout, performance, crypto, FormData */
+// The dashboard's client: polls /dashboard/state and redraws. No framework, no build step.
+// Order ids come from clients: they are only ever set as text, never as HTML.
+
+const pollMs = 500;
+const $ = (id) => document.getElementById(id);
+
+let previous; // { total, at } of the last poll, for orders/s
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function renderPool(pool) {
+  $('pool-in-use').textContent = String(pool.in_use);
+  $('pool-size').textContent = String(pool.size);
+  $('pool-waiting').textContent = String(pool.waiting);
+  const slots = $('pool-slots');
+  slots.replaceChildren();
+  // Draw at most 100 slots; a larger pool is still reported by the numbers above.
+  for (let i = 0; i < Math.min(pool.size, 100); i++) {
+    slots.append(element('span', i < pool.in_use ? 'slot busy' : 'slot'));
+  }
+  for (let i = 0; i < Math.min(pool.waiting, 100); i++) slots.append(element('span', 'slot queued'));
+}
+
+function renderOutcomes(byKind) {
+  const list = $('outcomes');
+  list.replaceChildren();
+  const kinds = Object.keys(byKind).sort();
+  if (kinds.length === 0) list.append(element('li', 'muted', 'no orders yet'));
+  for (const kind of kinds) {
+    const item = element('li');
+    item.append(element('span', kind === 'ok' ? '' : 'kind', `${kind} `), element('b', '', String(byKind[kind])));
+    list.append(item);
+  }
+}
+
+function renderTimeline(orders) {
+  const timeline = $('timeline');
+  timeline.replaceChildren();
+  if (orders.length === 0) {
+    timeline.append(element('p', 'muted', 'Send an order to see its steps here.'));
+    return;
+  }
+  // One scale for every row, so durations compare across orders.
+  const scale = Math.max(1, ...orders.map((order) => order.duration_ms));
+  const pct = (ms) => `${Math.min(100, (ms / scale) * 100).toFixed(2)}%`;
+  for (const order of orders) {
+    const row = element('div', 'order-row');
+    row.dataset.orderId = order.order_id;
+    row.dataset.status = order.status;
+    const label = element('div', 'order-label');
+    label.title = order.order_id;
+    label.append(element('span', '', `${order.order_id} · ${Math.round(order.duration_ms)} ms `));
+    if (order.kind) label.append(element('span', 'kind', order.kind));
+    const track = element('div', 'track');
+    for (const step of order.steps) {
+      const bar = element('div', 'bar');
+      bar.dataset.step = step.name;
+      bar.dataset.status = step.status;
+      bar.style.width = pct(step.end_ms);
+      bar.title = `${step.name}: ${step.status}${step.detail ? ` (${step.detail})` : ''} after ${step.end_ms.toFixed(1)} ms`;
+      if (step.wait_ms !== undefined && step.wait_ms > 0 && step.end_ms > 0) {
+        const wait = element('div', 'wait');
+        wait.style.width = `${Math.min(100, (step.wait_ms / step.end_ms) * 100).toFixed(2)}%`;
+        wait.title = `waited ${step.wait_ms.toFixed(1)} ms for a courier`;
+        bar.append(wait);
+      }
+      track.append(bar);
+    }
+    if (order.canceled_at_ms !== undefined) {
+      const mark = element('div', 'cancel-mark');
+      mark.style.left = pct(order.canceled_at_ms);
+      mark.title = `order aborted at ${order.canceled_at_ms.toFixed(1)} ms (${order.kind})`;
+      track.append(mark);
+    }
+    row.append(label, track);
+    timeline.append(row);
+  }
+}
+
+async function poll() {
+  try {
+    const response = await fetch('/dashboard/state', { cache: 'no-store' });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    const state = await response.json();
+    const at = performance.now();
+    if (previous !== undefined && at > previous.at) {
+      const rate = ((state.orders_total - previous.total) * 1000) / (at - previous.at);
+      $('orders-rate').textContent = rate.toFixed(1);
+    }
+    previous = { total: state.orders_total, at };
+    $('orders-total').textContent = String(state.orders_total);
+    $('steps-in-flight').textContent = String(state.steps_in_flight);
+    renderPool(state.pool);
+    renderOutcomes(state.by_kind);
+    renderTimeline(state.timeline);
+    $('connection').textContent = 'live';
+  } catch (error) {
+    $('connection').textContent = `disconnected (${error.message}), retrying`;
+  } finally {
+    setTimeout(poll, pollMs);
+  }
+}
+
+function orderFrom(form) {
+  const data = new FormData(form);
+  const order = { order_id: `web-${crypto.randomUUID().slice(0, 8)}`, amount: 1000 };
+  const failStep = data.get('fail_step');
+  if (failStep) order.fail_step = failStep;
+  const delays = {};
+  for (const step of ['payment', 'vendor', 'courier']) {
+    const value = data.get(step);
+    if (value !== null && value !== '') delays[step] = Number(value);
+  }
+  if (Object.keys(delays).length > 0) order.delay_ms = delays;
+  return order;
+}
+
+async function send(order) {
+  const response = await fetch('/order', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(order),
+  });
+  const body = await response.json();
+  return `${order.order_id}: ${response.status} ${body.status}${body.error ? ` (${body.error.kind})` : ''}`;
+}
+
+$('order-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const count = Math.max(1, Math.min(50, Number(new FormData(form).get('count')) || 1));
+  const result = $('order-result');
+  result.textContent = `sending ${count}…`;
+  const sends = Array.from({ length: count }, () => send(orderFrom(form)));
+  Promise.all(sends).then(
+    (lines) => {
+      result.textContent = lines.join(' · ');
+    },
+    (error) => {
+      result.textContent = `failed: ${error.message}`;
+    },
+  );
+});
+
+void poll();

@@ -1,0 +1,163 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Pool } from '../core/semaphore.js';
+import { errorKinds } from '../order/errors.js';
+import type { StepStatus } from '../order/pipeline.js';
+import type { PoolWait } from './observed-pool.js';
+import type { OrderRecord } from './order-record.js';
+
+/** Every metric of the service starts with this prefix. */
+export const metricsPrefix = 'order_pipeline_';
+
+export interface OrderMetricsOptions {
+  /** The courier pool whose slots in use and waiters are read at each scrape. */
+  courierPool: Pool;
+  /** Steps in flight across all orders (the tracker), read at each scrape. */
+  stepsInFlight: () => number;
+  /** Names of the pipeline's steps, so their series exist from the start. */
+  stepNames: readonly string[];
+  /**
+   * Also collect the default process metrics (CPU, memory, event loop lag, GC). Their
+   * collectors cannot be stopped, so leave this off for short-lived registries (tests).
+   */
+  defaultMetrics?: boolean;
+}
+
+const stepStatuses: readonly StepStatus[] = ['ok', 'error', 'canceled'];
+/** Seconds; the defaults of Prometheus clients, with finer steps below 5 ms for pool waits. */
+const waitBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+/**
+ * OrderMetrics holds the service's Prometheus metrics in a registry of its own (never the
+ * global one, so any number of apps can live in one process).
+ *
+ * Recording an order costs a few map lookups and additions: every labelled child a record
+ * can touch is created up front, and label values are bounded (outcome, kind, step, status;
+ * never an order id). Gauges of the pool and the tracker are read only when scraped.
+ */
+export class OrderMetrics {
+  readonly registry = new Registry();
+  readonly #orders = new Map<string, Counter.Internal>();
+  readonly #orderDuration = new Map<string, Histogram.Internal<string>>();
+  readonly #stepDuration = new Map<string, Map<string, Histogram.Internal<string>>>();
+  readonly #courierWait: Record<'acquired' | 'canceled', Histogram.Internal<string>>;
+  readonly #rejected: Counter<'kind'>;
+
+  constructor(options: OrderMetricsOptions) {
+    const registers = [this.registry];
+    const orders = new Counter({
+      name: `${metricsPrefix}orders_total`,
+      help: 'Orders settled, by outcome (ok, error) and error kind (none when ok).',
+      labelNames: ['outcome', 'kind'],
+      registers,
+    });
+    this.#orders.set('none', orders.labels('ok', 'none'));
+    for (const kind of errorKinds) this.#orders.set(kind, orders.labels('error', kind));
+    for (const child of this.#orders.values()) child.inc(0);
+
+    const orderDuration = new Histogram({
+      name: `${metricsPrefix}order_duration_seconds`,
+      help: 'Time from the start of an order until every one of its steps had settled.',
+      labelNames: ['outcome'],
+      registers,
+    });
+    for (const outcome of ['ok', 'error']) {
+      this.#orderDuration.set(outcome, orderDuration.labels(outcome));
+    }
+
+    const stepDuration = new Histogram({
+      name: `${metricsPrefix}step_duration_seconds`,
+      help: 'Time from the start of an order until the step settled, by step and status.',
+      labelNames: ['step', 'status'],
+      registers,
+    });
+    for (const step of options.stepNames) {
+      const byStatus = new Map<string, Histogram.Internal<string>>();
+      for (const status of stepStatuses) byStatus.set(status, stepDuration.labels(step, status));
+      this.#stepDuration.set(step, byStatus);
+    }
+
+    const courierWait = new Histogram({
+      name: `${metricsPrefix}courier_wait_seconds`,
+      help: 'Time a courier step waited for a pool slot, by result (acquired, canceled).',
+      labelNames: ['result'],
+      buckets: waitBuckets,
+      registers,
+    });
+    this.#courierWait = {
+      acquired: courierWait.labels('acquired'),
+      canceled: courierWait.labels('canceled'),
+    };
+
+    this.#rejected = new Counter({
+      name: `${metricsPrefix}orders_rejected_total`,
+      help: 'Orders refused before any step ran (overload, shedding), by kind.',
+      labelNames: ['kind'],
+      registers,
+    });
+
+    const { courierPool, stepsInFlight } = options;
+    new Gauge({
+      name: `${metricsPrefix}courier_pool_slots`,
+      help: 'Slots of the courier pool.',
+      registers,
+      collect() {
+        this.set(courierPool.size);
+      },
+    });
+    new Gauge({
+      name: `${metricsPrefix}courier_pool_slots_in_use`,
+      help: 'Courier pool slots held right now.',
+      registers,
+      collect() {
+        this.set(courierPool.inUse);
+      },
+    });
+    new Gauge({
+      name: `${metricsPrefix}courier_pool_waiters`,
+      help: 'Courier steps queued for a pool slot right now.',
+      registers,
+      collect() {
+        this.set(courierPool.waiting);
+      },
+    });
+    new Gauge({
+      name: `${metricsPrefix}steps_in_flight`,
+      help: 'Steps started and not yet settled, across all orders.',
+      registers,
+      collect() {
+        this.set(stepsInFlight());
+      },
+    });
+
+    if (options.defaultMetrics === true) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** recordOrder counts a settled order and observes its duration and its steps' durations. */
+  recordOrder(record: OrderRecord): void {
+    const { outcome } = record;
+    this.#orders.get(outcome.error?.kind ?? 'none')?.inc();
+    this.#orderDuration.get(outcome.status)?.observe(record.durationMs / 1000);
+    for (const step of outcome.steps) {
+      this.#stepDuration.get(step.name)?.get(step.status)?.observe(step.durationMs / 1000);
+    }
+  }
+
+  /** recordCourierWait observes one settled acquire of the courier pool. */
+  recordCourierWait(wait: PoolWait): void {
+    const child = wait.acquired ? this.#courierWait.acquired : this.#courierWait.canceled;
+    child.observe((wait.settledAt - wait.startedAt) / 1000);
+  }
+
+  /**
+   * recordRejected counts an order refused before it ran (e.g. kind `overloaded`). The kind
+   * must come from a bounded set.
+   */
+  recordRejected(kind: string): void {
+    this.#rejected.labels(kind).inc();
+  }
+
+  /** scrape renders every metric in the Prometheus text format. */
+  scrape(): Promise<string> {
+    return this.registry.metrics();
+  }
+}
