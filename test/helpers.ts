@@ -52,3 +52,19 @@ export function seededRandom(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/**
+ * promiseState tells whether `promise` has settled once every queued continuation has run. It
+ * handles a rejection, so a test may look at a promise it later awaits.
+ */
+export async function promiseState(
+  promise: Promise<unknown>,
+): Promise<'pending' | 'fulfilled' | 'rejected'> {
+  let state: 'pending' | 'fulfilled' | 'rejected' = 'pending';
+  promise.then(
+    () => (state = 'fulfilled'),
+    () => (state = 'rejected'),
+  );
+  await flushMicrotasks();
+  return state;
+}

@@ -1,18 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { CancelSource } from '../../src/core/cancellation.js';
 import { Semaphore, type Permit } from '../../src/core/semaphore.js';
-import { flushMicrotasks, seededRandom } from '../helpers.js';
-
-/** state reads a promise's state after letting queued continuations run. */
-async function state(promise: Promise<unknown>): Promise<'pending' | 'fulfilled' | 'rejected'> {
-  let result: 'pending' | 'fulfilled' | 'rejected' = 'pending';
-  promise.then(
-    () => (result = 'fulfilled'),
-    () => (result = 'rejected'),
-  );
-  await flushMicrotasks();
-  return result;
-}
+import { promiseState, seededRandom } from '../helpers.js';
 
 describe('Semaphore', () => {
   it.each([0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 53])(
@@ -35,10 +24,10 @@ describe('Semaphore', () => {
     await pool.acquire();
     expect(pool.inUse, 'inUse when full').toBe(2);
     const third = pool.acquire();
-    expect(await state(third), 'third acquire while full').toBe('pending');
+    expect(await promiseState(third), 'third acquire while full').toBe('pending');
     expect(pool.waiting, 'waiting').toBe(1);
     a.release();
-    expect(await state(third), 'third acquire after a release').toBe('fulfilled');
+    expect(await promiseState(third), 'third acquire after a release').toBe('fulfilled');
     expect(pool.inUse, 'inUse after hand-over').toBe(2);
     expect(pool.waiting, 'waiting after hand-over').toBe(0);
   });
@@ -195,7 +184,7 @@ describe('Semaphore', () => {
     const permits = await Promise.all([pool.acquire(), pool.acquire(), pool.acquire()]);
     const fourthCancel = new CancelSource();
     const fourth = pool.acquire(fourthCancel);
-    expect(await state(fourth), 'a fourth acquire').toBe('pending');
+    expect(await promiseState(fourth), 'a fourth acquire').toBe('pending');
     fourthCancel.abort('done');
     await expect(fourth).rejects.toBe('done');
     for (const permit of permits) permit.release();

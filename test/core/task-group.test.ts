@@ -2,18 +2,7 @@ import { getEventListeners } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CancelSource } from '../../src/core/cancellation.js';
 import { TaskGroup } from '../../src/core/task-group.js';
-import { deferred, flushMicrotasks } from '../helpers.js';
-
-/** settled reports whether `promise` has settled, after letting queued continuations run. */
-async function settled(promise: Promise<unknown>): Promise<boolean> {
-  let done = false;
-  promise.then(
-    () => (done = true),
-    () => (done = true),
-  );
-  await flushMicrotasks();
-  return done;
-}
+import { deferred, flushMicrotasks, promiseState } from '../helpers.js';
 
 /** untilAborted resolves never and rejects with the cancellation's reason when it aborts. */
 function untilAborted(group: TaskGroup): Promise<never> {
@@ -123,7 +112,7 @@ describe('TaskGroup', () => {
     });
     const waited = group.wait();
     expect(group.cancellation.reason, 'reason after the sync throw').toBe(boom);
-    expect(await settled(waited), 'wait settled while a sibling runs').toBe(false);
+    expect(await promiseState(waited), 'wait settled while a sibling runs').toBe('pending');
     sibling.resolve();
     await expect(waited).rejects.toBe(boom);
   });
@@ -151,10 +140,12 @@ describe('TaskGroup', () => {
     for (const task of tasks) group.go(() => task.promise);
     const waited = group.wait();
     for (const [i, task] of tasks.entries()) {
-      expect(await settled(waited), `wait settled with ${3 - i} tasks running`).toBe(false);
+      expect(await promiseState(waited), `wait settled with ${3 - i} tasks running`).toBe(
+        'pending',
+      );
       task.resolve();
     }
-    expect(await settled(waited), 'wait settled after the last task').toBe(true);
+    expect(await promiseState(waited), 'wait settled after the last task').toBe('fulfilled');
   });
 
   it('wait does not reject while a failed group still has a task running', async () => {
@@ -163,7 +154,7 @@ describe('TaskGroup', () => {
     group.go(() => stubborn.promise); // ignores the cancellation
     group.go(() => Promise.reject(new Error('fail')));
     const waited = group.wait();
-    expect(await settled(waited), 'wait settled while a task runs').toBe(false);
+    expect(await promiseState(waited), 'wait settled while a task runs').toBe('pending');
     stubborn.resolve();
     await expect(waited).rejects.toThrow('fail');
   });
