@@ -18,6 +18,22 @@ export interface Config {
   readonly dashboardEnabled: boolean;
   /** Where traces go, from the standard OTEL_* variables; `none` turns tracing off. */
   readonly tracesExporter: TracesExporter;
+  /** Orders admitted and not yet answered; beyond it new orders get 503 `overloaded`. */
+  readonly maxInflightOrders: number;
+  /** Orders allowed to wait for a courier slot; beyond it new orders get 503 `overloaded`. */
+  readonly courierQueueLimit: number;
+  /** How long an aborted order waits for steps that ignore the abort before answering. */
+  readonly abandonGraceMs: number;
+  /** How long a shutdown waits for in-flight orders before aborting them. */
+  readonly drainTimeoutMs: number;
+  /** Time a client has to send the request headers (slowloris bound). */
+  readonly headersTimeoutMs: number;
+  /** Time a client has to send the whole request, headers and body; >= headersTimeoutMs. */
+  readonly bodyTimeoutMs: number;
+  /** How long an idle keep-alive connection is kept open. */
+  readonly keepAliveTimeoutMs: number;
+  /** Largest request head (request line and headers) accepted, in bytes; larger gets 431. */
+  readonly maxHeaderSizeBytes: number;
 }
 
 export const defaultConfig: Config = {
@@ -28,6 +44,14 @@ export const defaultConfig: Config = {
   metricsEnabled: true,
   dashboardEnabled: true,
   tracesExporter: 'none',
+  maxInflightOrders: 1000,
+  courierQueueLimit: 50,
+  abandonGraceMs: 1000,
+  drainTimeoutMs: 10_000,
+  headersTimeoutMs: 10_000,
+  bodyTimeoutMs: 30_000,
+  keepAliveTimeoutMs: 5000,
+  maxHeaderSizeBytes: 16 * 1024,
 };
 
 /** ConfigError says which variable is wrong and what was expected. */
@@ -49,7 +73,45 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     courierPoolSize: intVar(env, 'COURIER_POOL_SIZE', defaultConfig.courierPoolSize, 1, 100_000),
     requestTimeoutMs: intVar(env, 'REQUEST_TIMEOUT_MS', defaultConfig.requestTimeoutMs, 1, 600_000),
     ...observabilityConfig(env),
+    ...reliabilityConfig(env),
   };
+}
+
+type ReliabilityConfig = Pick<
+  Config,
+  | 'maxInflightOrders'
+  | 'courierQueueLimit'
+  | 'abandonGraceMs'
+  | 'drainTimeoutMs'
+  | 'headersTimeoutMs'
+  | 'bodyTimeoutMs'
+  | 'keepAliveTimeoutMs'
+  | 'maxHeaderSizeBytes'
+>;
+
+/**
+ * reliabilityConfig reads admission, abandonment, drain and HTTP edge limits. A headers
+ * timeout longer than the body timeout throws a {@link ConfigError}: Node refuses it, and the
+ * body timeout would then cut the headers first anyway.
+ */
+function reliabilityConfig(env: NodeJS.ProcessEnv): ReliabilityConfig {
+  const d = defaultConfig;
+  const config: ReliabilityConfig = {
+    maxInflightOrders: intVar(env, 'MAX_INFLIGHT_ORDERS', d.maxInflightOrders, 1, 1_000_000),
+    courierQueueLimit: intVar(env, 'COURIER_QUEUE_LIMIT', d.courierQueueLimit, 0, 1_000_000),
+    abandonGraceMs: intVar(env, 'ABANDON_GRACE_MS', d.abandonGraceMs, 0, 600_000),
+    drainTimeoutMs: intVar(env, 'DRAIN_TIMEOUT_MS', d.drainTimeoutMs, 0, 600_000),
+    headersTimeoutMs: intVar(env, 'HEADERS_TIMEOUT_MS', d.headersTimeoutMs, 1, 600_000),
+    bodyTimeoutMs: intVar(env, 'BODY_TIMEOUT_MS', d.bodyTimeoutMs, 1, 600_000),
+    keepAliveTimeoutMs: intVar(env, 'KEEP_ALIVE_TIMEOUT_MS', d.keepAliveTimeoutMs, 1, 600_000),
+    maxHeaderSizeBytes: intVar(env, 'MAX_HEADER_SIZE_BYTES', d.maxHeaderSizeBytes, 1024, 1 << 20),
+  };
+  if (config.headersTimeoutMs > config.bodyTimeoutMs) {
+    throw new ConfigError(
+      `HEADERS_TIMEOUT_MS (${config.headersTimeoutMs}) must not exceed BODY_TIMEOUT_MS (${config.bodyTimeoutMs})`,
+    );
+  }
+  return config;
 }
 
 type ObservabilityConfig = Pick<Config, 'metricsEnabled' | 'dashboardEnabled' | 'tracesExporter'>;

@@ -6,29 +6,89 @@ import {
   observabilityOptions,
   observeOrderService,
 } from './observability/observability.js';
+import type { Admission } from './order/admission.js';
+import type { OrderService } from './order/order-service.js';
 
 /**
  * startServer builds the order service and its HTTP app from `config`, and listens.
  * Resolves with the app once it is accepting connections.
  */
 export async function startServer(config: Config, logger = pino()): Promise<App> {
+  return (await startOrderServer(config, logger)).app;
+}
+
+/** RunningServer is a listening app, the order service behind it, and its shutdown. */
+export interface RunningServer {
+  readonly app: App;
+  readonly service: OrderService & { readonly admission: Admission };
+  /**
+   * shutDown drains, then closes: new orders are refused with 503 `shutting_down` and
+   * `/readyz` answers 503 while the listener stays open (so clients get an answer rather
+   * than a refused connection, and a load balancer sees the drain); orders in flight get up
+   * to `drainTimeoutMs` to finish, then are aborted with `shutting_down`; finally the app
+   * closes. Resolves once closed; rejects only if closing the app fails.
+   */
+  shutDown(): Promise<void>;
+}
+
+/**
+ * startOrderServer is {@link startServer} that also hands back the service and the shutdown.
+ * Admission limits, the abandon grace and the HTTP server limits all come from `config`.
+ */
+export async function startOrderServer(config: Config, logger = pino()): Promise<RunningServer> {
   const { service, observability } = observeOrderService({
     ...observabilityOptions(config),
     courierPoolSize: config.courierPoolSize,
+    maxInflightOrders: config.maxInflightOrders,
+    courierQueueLimit: config.courierQueueLimit,
+    abandonGraceMs: config.abandonGraceMs,
   });
   const app = buildApp({
     service,
     requestTimeoutMs: config.requestTimeoutMs,
     logger,
     observability,
+    serverLimits: {
+      headersTimeoutMs: config.headersTimeoutMs,
+      bodyTimeoutMs: config.bodyTimeoutMs,
+      keepAliveTimeoutMs: config.keepAliveTimeoutMs,
+      maxHeaderSizeBytes: config.maxHeaderSizeBytes,
+    },
   });
   await app.listen({ host: config.host, port: config.port });
-  return app;
+  const shutDown = async (): Promise<void> => {
+    const { admission } = service;
+    admission.close();
+    if (!(await settlesWithin(admission.drained(), config.drainTimeoutMs))) {
+      logger.warn(
+        { inflight: admission.inflight, drainTimeoutMs: config.drainTimeoutMs },
+        'drain timed out: aborting orders in flight',
+      );
+      admission.abortInflight();
+      // Aborted orders answer within their abandon grace period.
+      await admission.drained();
+    }
+    await app.close();
+  };
+  return { app, service, shutDown };
+}
+
+/** settlesWithin resolves true if `promise` settles within `ms`, else false; no timer lingers. */
+async function settlesWithin(promise: Promise<void>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(resolve, ms, false);
+  });
+  try {
+    return await Promise.race([promise.then(() => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**
  * main is the process entry point: read the configuration, listen, and on SIGTERM or SIGINT
- * stop accepting, let in-flight orders finish (each bounded by its deadline) and exit 0.
+ * drain (see {@link RunningServer.shutDown}) and exit 0. A second signal exits 1 at once.
  */
 async function main(): Promise<void> {
   const logger = pino({ level: process.env['LOG_LEVEL'] ?? 'info' });
@@ -43,10 +103,17 @@ async function main(): Promise<void> {
     }
     throw error;
   }
-  const app = await startServer(config, logger);
+  const server = await startOrderServer(config, logger);
+  let stopping = false;
   const shutdown = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      // An operator who asks twice wants out now, drained or not.
+      logger.warn({ signal }, 'second signal: exiting at once');
+      process.exit(1);
+    }
+    stopping = true;
     logger.info({ signal }, 'shutting down: draining in-flight orders');
-    app.close().then(
+    server.shutDown().then(
       () => {
         logger.info('shut down cleanly');
         process.exit(0);
@@ -57,8 +124,8 @@ async function main(): Promise<void> {
       },
     );
   };
-  process.once('SIGTERM', shutdown);
-  process.once('SIGINT', shutdown);
+  process.on('SIGTERM', shutdown);
+  process.on('SIGINT', shutdown);
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

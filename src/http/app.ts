@@ -23,11 +23,27 @@ export interface AppOptions {
   requestTimeoutMs: number;
   /** A pino logger; defaults to no logging. */
   logger?: FastifyBaseLogger;
+  /** Timeouts and sizes of the HTTP server; Node's and Fastify's defaults when absent. */
+  serverLimits?: ServerLimits | undefined;
   /**
    * Metrics (`GET /metrics`) and the dashboard (`GET /`) of the service, as built by
    * `observeOrderService`; none by default. The app closes it when it closes.
    */
   observability?: Observability | undefined;
+}
+
+/**
+ * ServerLimits bound what a client may hold of the server. A request whose headers are not
+ * complete within `headersTimeoutMs` (a slowloris) or that is not complete within
+ * `bodyTimeoutMs` gets 408 and its connection is closed; an idle keep-alive connection is
+ * closed after `keepAliveTimeoutMs`; a request head over `maxHeaderSizeBytes` gets 431.
+ * `headersTimeoutMs` must not exceed `bodyTimeoutMs` (Node throws).
+ */
+export interface ServerLimits {
+  headersTimeoutMs: number;
+  bodyTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+  maxHeaderSizeBytes: number;
 }
 
 export type App = FastifyInstance<
@@ -47,6 +63,7 @@ export function buildApp(options: AppOptions): App {
     ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
     bodyLimit: bodyLimitBytes,
     return503OnClosing: true,
+    ...(options.serverLimits ? serverOptions(options.serverLimits) : {}),
     ajv: {
       // Validate exactly what the client sent: no coercion, no silently dropped fields.
       customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false },
@@ -94,12 +111,39 @@ export function buildApp(options: AppOptions): App {
     app.addHook('onClose', () => observability.close());
   }
 
+  // Ready while orders are admitted; 503 once the service drains, so a load balancer stops
+  // sending orders while the ones in flight finish. /healthz stays 200 meanwhile.
+  app.get('/readyz', (_request, reply) =>
+    options.service.admission?.closed === true
+      ? reply.code(503).send(errorBody('shutting_down', 'the service is draining'))
+      : reply.send({ status: 'ready' }),
+  );
+
   app.register(orderRoutes, {
     service: options.service,
     requestTimeoutMs: options.requestTimeoutMs,
   });
 
   return app;
+}
+
+/**
+ * serverOptions turns the limits into Fastify's server options. Node checks the headers and
+ * request timeouts on an interval (30 s by default); it is shortened so a slow client is cut
+ * within a fraction of its timeout rather than up to 30 s late.
+ */
+function serverOptions(limits: ServerLimits) {
+  const checkEveryMs = Math.min(1000, Math.max(10, Math.floor(limits.headersTimeoutMs / 4)));
+  return {
+    requestTimeout: limits.bodyTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    http: {
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.bodyTimeoutMs,
+      maxHeaderSize: limits.maxHeaderSizeBytes,
+      connectionsCheckingInterval: checkEveryMs,
+    },
+  };
 }
 
 /**

@@ -18,6 +18,8 @@ export const statusOf: Readonly<Record<HttpErrorKind, number>> = {
   internal: 500,
   vendor_unavailable: 503,
   no_courier: 503,
+  overloaded: 503,
+  shutting_down: 503,
   timeout: 504,
 };
 

@@ -1,5 +1,6 @@
 import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
-import { CancelSource } from '../core/cancellation.js';
+import type { FastifyBaseLogger } from 'fastify';
+import { CancelSource, link } from '../core/cancellation.js';
 import { OrderError } from '../order/errors.js';
 import type { Order } from '../order/order.js';
 import type { OrderService } from '../order/order-service.js';
@@ -39,9 +40,22 @@ export const orderRoutes: FastifyPluginCallbackTypebox<OrderRoutesOptions> = (
         failStep: body.fail_step,
         delayMs: body.delay_ms,
       };
+      // Refused before any step starts: nothing is attempted, nothing in flight is touched.
+      const admitted = service.admission?.admit();
+      if (admitted?.admitted === false) {
+        const { kind, message } = admitted.error;
+        return reply
+          .code(statusOf[kind])
+          .header('retry-after', String(admitted.retryAfterSeconds))
+          .send(errorBody(kind, message));
+      }
       // The client going away aborts the order at once: its steps stop and a courier slot
-      // it holds or waits for is freed.
+      // it holds or waits for is freed. So does a shutdown whose drain deadline has passed.
       const clientGone = new CancelSource();
+      const unlinkShutdown =
+        service.admission === undefined
+          ? undefined
+          : link(service.admission.cancellation, clientGone);
       const response = reply.raw;
       const onClose = (): void => {
         if (!response.writableFinished) {
@@ -57,7 +71,17 @@ export const orderRoutes: FastifyPluginCallbackTypebox<OrderRoutesOptions> = (
         });
       } finally {
         response.off('close', onClose);
+        unlinkShutdown?.();
+        admitted?.release();
       }
+      logOutcome(request.log, order.id, outcome);
+      // The order is over; a client leaving while its answer is written cannot undo it, so
+      // this is logged as an undelivered answer, with the order's real outcome.
+      response.once('close', () => {
+        if (!response.writableFinished) {
+          request.log.info({ orderId: order.id, outcome: outcome.status }, 'answer not delivered');
+        }
+      });
       const status = outcome.error === undefined ? 200 : statusOf[outcome.error.kind];
       return reply.code(status).send(toResponse(order.id, outcome));
     },
@@ -75,6 +99,24 @@ export const orderRoutes: FastifyPluginCallbackTypebox<OrderRoutesOptions> = (
 
   done();
 };
+
+/**
+ * logOutcome logs what needs a human's eye: an order canceled (by its client or a shutdown)
+ * at info, and steps abandoned because they ignored the abort at warn.
+ */
+function logOutcome(log: FastifyBaseLogger, orderId: string, outcome: OrderOutcome): void {
+  const kind = outcome.error?.kind;
+  if (kind === 'canceled' || kind === 'shutting_down') {
+    log.info({ orderId, kind }, 'order canceled');
+  }
+  const abandoned = outcome.steps.filter((step) => step.status === 'abandoned');
+  if (abandoned.length > 0) {
+    log.warn(
+      { orderId, abandoned: abandoned.map((step) => step.name) },
+      'steps ignored the abort and were abandoned',
+    );
+  }
+}
 
 /** toResponse turns an outcome into the response body, durations rounded to microseconds. */
 export function toResponse(orderId: string, outcome: OrderOutcome): OrderResponse {

@@ -138,7 +138,10 @@ export class OrderMetrics {
     this.#orders.get(outcome.error?.kind ?? 'none')?.inc();
     this.#orderDuration.get(outcome.status)?.observe(record.durationMs / 1000);
     for (const step of outcome.steps) {
-      this.#stepDuration.get(step.name)?.get(step.status)?.observe(step.durationMs / 1000);
+      this.#stepDuration
+        .get(step.name)
+        ?.get(step.status)
+        ?.observe(step.durationMs / 1000);
     }
   }
 

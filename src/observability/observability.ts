@@ -83,8 +83,7 @@ export function observeOrderService(
   }
 
   const now = performance.now.bind(performance);
-  const basePool =
-    serviceOptions.courierPool ?? new Semaphore(serviceOptions.courierPoolSize ?? 5);
+  const basePool = serviceOptions.courierPool ?? new Semaphore(serviceOptions.courierPoolSize ?? 5);
   // Assigned once the service exists: the metrics read its tracker and step names.
   let metrics: OrderMetrics | undefined;
   const watchDetail = recentOrders !== undefined || tracer !== undefined;

@@ -58,8 +58,7 @@ export class OrderTracer {
       { startTime: start, attributes: orderAttributes },
       ROOT_CONTEXT,
     );
-    const canceledAt =
-      record.canceledAtMs === undefined ? undefined : start + record.canceledAtMs;
+    const canceledAt = record.canceledAtMs === undefined ? undefined : start + record.canceledAtMs;
     if (errorKind !== undefined) {
       order.setStatus({ code: SpanStatusCode.ERROR, message: errorKind });
       if (canceledAt !== undefined) {
@@ -131,7 +130,8 @@ export function createTracing(
   const serviceName = env['OTEL_SERVICE_NAME']?.trim();
   const provider = new BasicTracerProvider({
     resource: resourceFromAttributes({
-      [ATTR_SERVICE_NAME]: serviceName === undefined || serviceName === '' ? tracerName : serviceName,
+      [ATTR_SERVICE_NAME]:
+        serviceName === undefined || serviceName === '' ? tracerName : serviceName,
     }),
     spanProcessors: [new BatchSpanProcessor(spanExporter)],
   });

@@ -10,6 +10,8 @@ export const errorKinds = [
   'canceled',
   'internal',
   'bad_request',
+  'overloaded',
+  'shutting_down',
 ] as const;
 
 export type ErrorKind = (typeof errorKinds)[number];
@@ -58,4 +60,6 @@ const fixedMessages: Record<ErrorKind, string> = {
   canceled: 'the order was canceled',
   internal: 'internal error',
   bad_request: 'bad request',
+  overloaded: 'the service is overloaded, retry later',
+  shutting_down: 'the service is shutting down, retry elsewhere',
 };

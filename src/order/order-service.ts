@@ -1,5 +1,6 @@
 import { Semaphore, type Pool } from '../core/semaphore.js';
 import { Tracker } from '../core/tracker.js';
+import { Admission } from './admission.js';
 import type { Order, StepName } from './order.js';
 import { Pipeline, type PipelineObserver } from './pipeline.js';
 import { simulatedSteps } from './simulated-steps.js';
@@ -11,6 +12,8 @@ export interface OrderService {
   readonly courierPool: Pool;
   /** Counts steps in flight across all orders. */
   readonly tracker: Tracker;
+  /** Decides before any step starts whether an order is taken; absent admits every order. */
+  readonly admission?: Admission | undefined;
 }
 
 export interface OrderServiceOptions {
@@ -24,15 +27,35 @@ export interface OrderServiceOptions {
   steps?: (courierPool: Pool) => Step<Order>[];
   /** Watches every order (metrics, traces, the dashboard); none by default. */
   observer?: PipelineObserver<Order> | undefined;
+  /** Orders in flight before new ones are refused `overloaded`; unbounded by default. */
+  maxInflightOrders?: number;
+  /** Courier waiters before new orders are refused `overloaded`; unbounded by default. */
+  courierQueueLimit?: number;
+  /** Grace for steps that ignore an abort; {@link defaultAbandonGraceMs} by default. */
+  abandonGraceMs?: number;
 }
 
+/** How long an aborted order waits for steps that ignore the abort, unless configured. */
+export const defaultAbandonGraceMs = 1000;
+
 /** createOrderService builds the courier pool, the tracker, the steps and the pipeline. */
-export function createOrderService(options: OrderServiceOptions = {}): OrderService {
+export function createOrderService(
+  options: OrderServiceOptions = {},
+): OrderService & { readonly admission: Admission } {
   const courierPool = options.courierPool ?? new Semaphore(options.courierPoolSize ?? 5);
   const tracker = new Tracker();
   const steps =
     options.steps?.(courierPool) ??
     simulatedSteps(options.delays ? { courierPool, delays: options.delays } : { courierPool });
-  const pipeline = new Pipeline(steps, { tracker, observer: options.observer });
-  return { pipeline, courierPool, tracker };
+  const pipeline = new Pipeline(steps, {
+    tracker,
+    observer: options.observer,
+    abandonGraceMs: options.abandonGraceMs ?? defaultAbandonGraceMs,
+  });
+  const admission = new Admission({
+    courierPool,
+    maxInflightOrders: options.maxInflightOrders ?? Infinity,
+    courierQueueLimit: options.courierQueueLimit ?? Infinity,
+  });
+  return { pipeline, courierPool, tracker, admission };
 }

@@ -5,7 +5,11 @@ import type { Tracker } from '../core/tracker.js';
 import { OrderError, kindOf, publicMessage, type ErrorKind } from './errors.js';
 import type { Step } from './step.js';
 
-export type StepStatus = 'ok' | 'error' | 'canceled';
+/**
+ * StepStatus is how a step ended. `abandoned` is a step that ignored its order's abort and
+ * had not settled when the abandon grace period ran out: the order was answered without it.
+ */
+export type StepStatus = 'ok' | 'error' | 'canceled' | 'abandoned';
 
 /** StepResult is what one step of an order did. */
 export interface StepResult {
@@ -42,6 +46,12 @@ export interface PipelineOptions<Order = unknown> {
   observer?: PipelineObserver<Order> | undefined;
   /** Clock in milliseconds; defaults to `performance.now`. */
   now?: () => number;
+  /**
+   * Once an order is aborted (first failure, deadline, parent), how many milliseconds to wait
+   * for steps that ignore the abort before answering without them, marked `abandoned`.
+   * Undefined waits for every step however long it takes. Must be a finite number >= 0.
+   */
+  abandonGraceMs?: number | undefined;
 }
 
 export interface RunOptions {
@@ -54,10 +64,12 @@ export interface RunOptions {
 /**
  * Pipeline runs an order's steps concurrently in one {@link TaskGroup}: the first step that
  * fails, the deadline or the parent aborts the others. {@link run} answers only when every
- * step has settled, so nothing the order started is still running afterwards.
+ * step has settled, so nothing the order started is still running afterwards — except,
+ * with `abandonGraceMs`, a step that ignores the abort for longer than the grace period: it
+ * is reported `abandoned` and counted by the tracker until it settles.
  *
- * Results go to per-step slots pre-filled as `canceled`, so they come back in registration
- * order whatever order the steps finish in.
+ * Results go to per-step slots pre-filled as `abandoned` (the status of a step that has not
+ * reported), so they come back in registration order whatever order the steps finish in.
  */
 export class Pipeline<Order> {
   readonly #steps: readonly Step<Order>[];
@@ -65,11 +77,15 @@ export class Pipeline<Order> {
   readonly #observer: PipelineObserver<Order> | undefined;
   readonly #now: () => number;
 
-  /** An empty step list or two steps with the same name throw a TypeError. */
+  /**
+   * An empty step list or two steps with the same name throw a TypeError; an abandon grace
+   * that is not a finite number >= 0 throws a RangeError.
+   */
   constructor(steps: readonly Step<Order>[], options: PipelineOptions<Order> = {}) {
     if (steps.length === 0) throw new TypeError('Pipeline needs at least one step');
     const names = new Set(steps.map((step) => step.name));
     if (names.size !== steps.length) throw new TypeError('Pipeline step names must be unique');
+  readonly #abandonGraceMs: number | undefined;
     this.#steps = [...steps];
     this.#tracker = options.tracker;
     this.#observer = options.observer;
@@ -80,6 +96,11 @@ export class Pipeline<Order> {
   get stepNames(): string[] {
     return this.#steps.map((step) => step.name);
   }
+    const graceMs = options.abandonGraceMs;
+    if (graceMs !== undefined && !(Number.isFinite(graceMs) && graceMs >= 0)) {
+      throw new RangeError(`abandonGraceMs must be a finite number >= 0, got ${graceMs}`);
+    }
+    this.#abandonGraceMs = graceMs;
 
   /**
    * run executes every step of `order` and resolves with the outcome; it never rejects.
@@ -89,9 +110,12 @@ export class Pipeline<Order> {
   async run(order: Order, options: RunOptions = {}): Promise<OrderOutcome> {
     const group = new TaskGroup(options.parent);
     const startedAt = this.#now();
-    const steps: StepResult[] = this.#steps.map((step) => ({
+    // Pre-filled `abandoned`: every path of #runStep overwrites it when the step settles, so
+    // a slot still holding it when the grace period ends belongs to a step that ignored the
+    // abort.
+    let steps: StepResult[] = this.#steps.map((step) => ({
       name: step.name,
-      status: 'canceled',
+      status: 'abandoned',
       durationMs: 0,
     }));
     const settled = this.#observer?.orderStarted(order, group.cancellation);
@@ -110,7 +134,15 @@ export class Pipeline<Order> {
     let failure: unknown;
     let failed = false;
     try {
-      await group.wait();
+      const abandoned =
+        this.#abandonGraceMs === undefined
+          ? await group.wait()
+          : await this.#waitWithGrace(group, steps, startedAt, this.#abandonGraceMs);
+      if (abandoned !== undefined) {
+        failed = true;
+        failure = group.cancellation.reason;
+        steps = abandoned;
+      }
     } catch (error) {
       failed = true;
       failure = error;
@@ -136,6 +168,55 @@ export class Pipeline<Order> {
     startedAt: number,
   ): Promise<void> {
     this.#tracker?.enter();
+  /**
+   * waitWithGrace waits for the group like `group.wait()`, except that once the group is
+   * aborted with steps still running it waits only `graceMs` more. It then resolves with a
+   * copy of the slots in which the steps still running are `abandoned`, counts them as
+   * abandoned in the tracker and leaves them running: the live slots stay theirs to write
+   * when they settle, which changes nothing in the answer. If every step settles in time it
+   * resolves with undefined, or rejects with the group's error. No timer is started unless
+   * the group is aborted with steps pending, and the group's late rejection is handled.
+   */
+  #waitWithGrace(
+    group: TaskGroup,
+    slots: StepResult[],
+    startedAt: number,
+    graceMs: number,
+  ): Promise<StepResult[] | undefined> {
+    return new Promise((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const abandon = (): void => {
+        const now = this.#now();
+        const answer = slots.map((slot) => ({ ...slot }));
+        slots.forEach((slot, i) => {
+          if (slot.status !== 'abandoned') return;
+          abandonedSlots.add(slot);
+          this.#tracker?.abandon();
+          (answer[i] as StepResult).durationMs = now - startedAt;
+        });
+        resolve(answer);
+      };
+      const startGrace = (): void => {
+        // The group's own end also aborts its cancellation; nothing is running then.
+        if (group.pending > 0) timer = setTimeout(abandon, graceMs);
+      };
+      const stopListening = group.cancellation.onAbort(startGrace);
+      group.wait().then(
+        () => {
+          clearTimeout(timer);
+          stopListening();
+          resolve(undefined);
+        },
+        (error: unknown) => {
+          clearTimeout(timer);
+          stopListening();
+          reject(error);
+        },
+      );
+      if (group.cancellation.aborted) startGrace();
+    });
+  }
+
     try {
       const result: unknown = step.run(order, cancel);
       if (!isPromiseLike(result)) {
@@ -154,7 +235,12 @@ export class Pipeline<Order> {
       throw error;
     } finally {
       slot.durationMs = this.#now() - startedAt;
-      this.#tracker?.leave();
+      // Only an aborted order can have abandoned steps: the happy path reads one field.
+      if (cancel.aborted && abandonedSlots.delete(slot)) this.#tracker?.leaveAbandoned();
+      else this.#tracker?.leave();
     }
   }
 }
+
+/** Slots of steps answered without while still running; each leaves when its step settles. */
+const abandonedSlots = new WeakSet<StepResult>();

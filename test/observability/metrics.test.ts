@@ -3,7 +3,12 @@ import type { Pool } from '../../src/core/semaphore.js';
 import type { Order } from '../../src/order/order.js';
 import type { Step } from '../../src/order/step.js';
 import { deferred } from '../helpers.js';
-import { buildObservedApp, failingOrder, quickOrder, type ObservedTestApp } from './observed-app.js';
+import {
+  buildObservedApp,
+  failingOrder,
+  quickOrder,
+  type ObservedTestApp,
+} from './observed-app.js';
 
 let current: ObservedTestApp | undefined;
 afterEach(async () => {
@@ -45,7 +50,9 @@ describe('GET /metrics', () => {
     expect(got('order_pipeline_orders_total{outcome="error",kind="timeout"}')).toBe(0);
     expect(got('order_pipeline_order_duration_seconds_count{outcome="ok"}')).toBe(1);
     expect(got('order_pipeline_order_duration_seconds_count{outcome="error"}')).toBe(1);
-    expect(got('order_pipeline_step_duration_seconds_count{step="payment",status="error"}')).toBe(1);
+    expect(got('order_pipeline_step_duration_seconds_count{step="payment",status="error"}')).toBe(
+      1,
+    );
     expect(got('order_pipeline_step_duration_seconds_count{step="vendor",status="canceled"}')).toBe(
       1,
     );

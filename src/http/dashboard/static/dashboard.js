@@ -24,7 +24,8 @@ function renderPool(pool) {
   for (let i = 0; i < Math.min(pool.size, 100); i++) {
     slots.append(element('span', i < pool.in_use ? 'slot busy' : 'slot'));
   }
-  for (let i = 0; i < Math.min(pool.waiting, 100); i++) slots.append(element('span', 'slot queued'));
+  for (let i = 0; i < Math.min(pool.waiting, 100); i++)
+    slots.append(element('span', 'slot queued'));
 }
 
 function renderOutcomes(byKind) {
@@ -34,7 +35,10 @@ function renderOutcomes(byKind) {
   if (kinds.length === 0) list.append(element('li', 'muted', 'no orders yet'));
   for (const kind of kinds) {
     const item = element('li');
-    item.append(element('span', kind === 'ok' ? '' : 'kind', `${kind} `), element('b', '', String(byKind[kind])));
+    item.append(
+      element('span', kind === 'ok' ? '' : 'kind', `${kind} `),
+      element('b', '', String(byKind[kind])),
+    );
     list.append(item);
   }
 }

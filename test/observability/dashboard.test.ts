@@ -1,0 +1,113 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import type { DashboardState } from '../../src/http/dashboard/dashboard-routes.js';
+import { RecentOrders } from '../../src/observability/recent-orders.js';
+import type { OrderRecord } from '../../src/observability/order-record.js';
+import {
+  buildObservedApp,
+  failingOrder,
+  quickOrder,
+  type ObservedTestApp,
+} from './observed-app.js';
+
+let current: ObservedTestApp | undefined;
+afterEach(async () => {
+  await current?.app.close();
+  current = undefined;
+});
+
+function build(options: Parameters<typeof buildObservedApp>[0] = {}): ObservedTestApp {
+  current = buildObservedApp({ metrics: false, ...options });
+  return current;
+}
+
+async function state(test: ObservedTestApp): Promise<DashboardState> {
+  const response = await test.app.inject({ method: 'GET', url: '/dashboard/state' });
+  expect(response.statusCode).toBe(200);
+  return response.json<DashboardState>();
+}
+
+describe('dashboard', () => {
+  it('serves the page, its script and its style, locked to its own origin', async () => {
+    const test = build();
+    const page = await test.app.inject({ method: 'GET', url: '/' });
+    expect(page.statusCode).toBe(200);
+    expect(page.headers['content-type']).toBe('text/html; charset=utf-8');
+    expect(page.headers['content-security-policy']).toContain("script-src 'self'");
+    expect(page.body).toContain('id="timeline"');
+    for (const [url, type] of [
+      ['/dashboard/dashboard.js', 'text/javascript; charset=utf-8'],
+      ['/dashboard/dashboard.css', 'text/css; charset=utf-8'],
+    ] as const) {
+      const asset = await test.app.inject({ method: 'GET', url });
+      expect(asset.statusCode, url).toBe(200);
+      expect(asset.headers['content-type'], url).toBe(type);
+    }
+  });
+
+  it('reports the pool, the outcomes by kind and a timeline row per order, newest first', async () => {
+    const test = build({ courierPoolSize: 3 });
+    await test.app.inject({ method: 'POST', url: '/order', payload: quickOrder });
+    await test.app.inject({ method: 'POST', url: '/order', payload: failingOrder });
+
+    const got = await state(test);
+    expect(got.pool).toEqual({ size: 3, in_use: 0, waiting: 0 });
+    expect(got.steps_in_flight).toBe(0);
+    expect(got.orders_total).toBe(2);
+    expect(got.by_kind).toEqual({ ok: 1, payment_declined: 1 });
+    expect(got.timeline.map((row) => row.order_id)).toEqual(['o-fail', 'o-ok']);
+
+    const [failed, ok] = got.timeline;
+    expect(failed!.status).toBe('error');
+    expect(failed!.kind).toBe('payment_declined');
+    expect(failed!.steps.map((step) => [step.name, step.status])).toEqual([
+      ['payment', 'error'],
+      ['vendor', 'canceled'],
+      ['courier', 'canceled'],
+    ]);
+    // The cancel mark sits after the failure and no later than the last step's end.
+    const payment = failed!.steps[0]!;
+    expect(failed!.canceled_at_ms).toBeGreaterThanOrEqual(payment.end_ms);
+    expect(failed!.canceled_at_ms).toBeLessThanOrEqual(failed!.duration_ms);
+    expect(failed!.steps[2]!.wait_ms).toBeGreaterThanOrEqual(0);
+
+    expect(ok!.status).toBe('ok');
+    expect(ok!.canceled_at_ms).toBeUndefined();
+    expect(ok!.steps.every((step) => step.status === 'ok')).toBe(true);
+  });
+
+  it('is absent when the dashboard is off', async () => {
+    const test = build({ dashboard: false });
+    expect((await test.app.inject({ method: 'GET', url: '/' })).statusCode).toBe(404);
+    expect((await test.app.inject({ method: 'GET', url: '/dashboard/state' })).statusCode).toBe(
+      404,
+    );
+  });
+});
+
+describe('RecentOrders', () => {
+  const record = (orderId: string, kind?: 'timeout'): OrderRecord => ({
+    orderId,
+    startedAt: 0,
+    durationMs: 1,
+    outcome:
+      kind === undefined
+        ? { status: 'ok', steps: [] }
+        : { status: 'error', steps: [], error: { kind, message: 'late' } },
+    canceledAtMs: undefined,
+    courierWait: undefined,
+  });
+
+  it('keeps only the last `capacity` orders but counts every one', () => {
+    const recent = new RecentOrders(3);
+    for (let i = 0; i < 7; i++) recent.record(record(`o${i}`, i % 2 === 0 ? undefined : 'timeout'));
+    expect(recent.timeline().map((row) => row.order_id)).toEqual(['o6', 'o5', 'o4']);
+    expect(recent.total).toBe(7);
+    expect(recent.byKind()).toEqual({ ok: 4, timeout: 3 });
+  });
+
+  it('rejects a capacity that is not a positive integer', () => {
+    for (const capacity of [0, -1, 1.5, Number.NaN]) {
+      expect(() => new RecentOrders(capacity), String(capacity)).toThrow(RangeError);
+    }
+  });
+});
