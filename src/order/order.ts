@@ -14,4 +14,9 @@ export interface Order {
   readonly failStep?: StepName | undefined;
   /** Per-step delay overrides in milliseconds; missing steps use the configured defaults. */
   readonly delayMs?: Readonly<Partial<Record<StepName, number>>> | undefined;
+  /**
+   * Makes the named steps' simulated compensations fail their first N attempts (for
+   * demonstrations and tests of retries and operator escalation).
+   */
+  readonly failCompensation?: Readonly<Partial<Record<StepName, number>>> | undefined;
 }

@@ -12,11 +12,20 @@ export const defaultStepDelays: Readonly<Record<StepName, number>> = {
   courier: 100,
 };
 
+/** Default delays of the simulated compensations, in milliseconds. */
+export const defaultCompensationDelays: Readonly<Record<StepName, number>> = {
+  payment: 40,
+  vendor: 20,
+  courier: 10,
+};
+
 export interface SimulatedStepsOptions {
   /** Bounds courier assignment: a courier step holds one slot during its delay. */
   courierPool: Pool;
   /** Delays used when an order does not override them. */
   delays?: Readonly<Record<StepName, number>>;
+  /** Delays of the compensations. */
+  compensationDelays?: Readonly<Record<StepName, number>>;
 }
 
 /**
@@ -25,13 +34,27 @@ export interface SimulatedStepsOptions {
  * order's `delayMs`, else the default; 0 means no wait), abortably, then fails with its
  * kind if the order's `failStep` names it. The courier step first acquires a slot of the
  * courier pool and holds it until it settles; its wait for the slot counts in its duration.
+ *
+ * Each step also compensates (refund the payment, retract the vendor notification, release
+ * the courier assignment): it waits for its compensation delay, abortably, then fails with
+ * `internal` while `attempt` is within the order's `failCompensation` count for that step.
+ * Like a real refund keyed by order id, a compensation is idempotent.
  */
 export function simulatedSteps(options: SimulatedStepsOptions): Step<Order>[] {
   const delays = options.delays ?? defaultStepDelays;
   const { courierPool } = options;
+  const undo = (name: StepName, what: string) => ({
+    compensate: async (order: Order, cancel: Cancellation, attempt: number): Promise<void> => {
+      await pause(options.compensationDelays?.[name] ?? defaultCompensationDelays[name], cancel);
+      if (attempt <= (order.failCompensation?.[name] ?? 0)) {
+        throw new OrderError('internal', `${what} failed (attempt ${attempt})`);
+      }
+    },
+  });
   return [
     {
       name: 'payment',
+      ...undo('payment', 'refunding the payment'),
       run: async (order, cancel) => {
         await pause(order.delayMs?.payment ?? delays.payment, cancel);
         if (order.failStep === 'payment') {
@@ -41,6 +64,7 @@ export function simulatedSteps(options: SimulatedStepsOptions): Step<Order>[] {
     },
     {
       name: 'vendor',
+      ...undo('vendor', 'retracting the vendor notification'),
       run: async (order, cancel) => {
         await pause(order.delayMs?.vendor ?? delays.vendor, cancel);
         if (order.failStep === 'vendor') {
@@ -50,6 +74,7 @@ export function simulatedSteps(options: SimulatedStepsOptions): Step<Order>[] {
     },
     {
       name: 'courier',
+      ...undo('courier', 'releasing the courier assignment'),
       run: async (order, cancel) => {
         const permit = await courierPool.acquire(cancel);
         try {

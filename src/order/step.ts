@@ -12,8 +12,27 @@ import type { Cancellation } from '../core/cancellation.js';
  *
  * A step fails by rejecting; an {@link OrderError} carries the kind of the failure, and
  * anything else is reported as `internal`.
+ *
+ * What an aborted step guarantees decides what the saga undoes: a step that rejected
+ * (`error`, `canceled`) has left no committed effect, so it is never compensated; a step
+ * that resolved (`ok`) has committed its effect and is compensated, and so is a step whose
+ * outcome is unknown (still `running` when its process died, or `abandoned` after ignoring
+ * the abort).
  */
 export interface Step<Order> {
   readonly name: string;
   run(order: Order, cancel: Cancellation): Promise<unknown>;
+  /**
+   * compensate undoes the effect of a `run` that completed (refund the payment, retract the
+   * notification, release the courier), when the order as a whole failed. Optional: a step
+   * without it has nothing to undo.
+   *
+   * It runs with its own cancellation and deadline, independent of the order's (the client
+   * leaving never skips it), and stops promptly and rejects once `cancel` aborts. It must be
+   * idempotent and safe when the effect never happened: it may be retried after a failure or
+   * a crash (`attempt` counts from 1), and is also called for a step whose outcome is unknown.
+   * Resolving means the effect is undone; rejecting means it may not be, and it will be
+   * retried.
+   */
+  compensate?(order: Order, cancel: Cancellation, attempt: number): Promise<unknown>;
 }

@@ -101,9 +101,15 @@ export class MemoryOrderStore implements OrderStore {
     return Promise.resolve(order === undefined ? undefined : copy(order));
   }
 
-  renewLeases(owner: string, leaseUntil: number, now: number): Promise<void> {
-    for (const order of this.#orders.values()) {
-      if (order.state === 'running' && order.owner === owner) {
+  renewLeases(
+    owner: string,
+    orderIds: readonly string[],
+    leaseUntil: number,
+    now: number,
+  ): Promise<void> {
+    for (const orderId of orderIds) {
+      const order = this.#orders.get(orderId);
+      if (order?.state === 'running' && order.owner === owner) {
         order.leaseUntil = leaseUntil;
         order.updatedAt = now;
       }

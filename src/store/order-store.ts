@@ -8,7 +8,7 @@
  */
 
 /** What one step of an order is known to have done. `running`: started, no outcome recorded. */
-export type StoredStepStatus = 'running' | 'ok' | 'error' | 'canceled';
+export type StoredStepStatus = 'running' | 'ok' | 'error' | 'canceled' | 'abandoned';
 
 /**
  * CompensationStatus is where the undoing of one step stands: `not_needed` (the step left no
@@ -161,9 +161,16 @@ export interface OrderStore {
   get(orderId: string): Promise<StoredOrder | undefined>;
 
   /**
-   * renewLeases extends the lease of every running order owned by `owner` to `leaseUntil`.
+   * renewLeases extends to `leaseUntil` the lease of each of `orderIds` that is running and
+   * owned by `owner`. Only orders the owner is still executing are named, so an order whose
+   * execution broke off (a store error) is left to expire and be recovered.
    */
-  renewLeases(owner: string, leaseUntil: number, now: number): Promise<void>;
+  renewLeases(
+    owner: string,
+    orderIds: readonly string[],
+    leaseUntil: number,
+    now: number,
+  ): Promise<void>;
 
   /**
    * claimOrphans takes over running orders whose owner is gone: those whose lease expired

@@ -222,11 +222,16 @@ export class SqlOrderStore implements OrderStore {
     return this.#withSteps(row);
   }
 
-  async renewLeases(owner: string, leaseUntil: number, now: number): Promise<void> {
+  async renewLeases(
+    owner: string,
+    orderIds: readonly string[],
+    leaseUntil: number,
+    now: number,
+  ): Promise<void> {
     await this.#db.query(
       `UPDATE orders SET lease_until = $2, updated_at = $3
-        WHERE owner = $1 AND state = 'running'`,
-      [owner, leaseUntil, now],
+        WHERE owner = $1 AND state = 'running' AND order_id = ANY($4::text[])`,
+      [owner, leaseUntil, now, [...orderIds]],
     );
   }
 

@@ -208,7 +208,8 @@ export function orderStoreContract(
         expired,
       );
       // A live owner renews its lease and keeps its order.
-      await store.renewLeases('other', 90_000, 30_000);
+      await store.renewLeases('other', [live, expired], 90_000, 30_000);
+      expect((await store.get(expired))?.leaseUntil).toBe(40_000);
       expect(
         (await store.claimOrphans('third', 60_000, 70_000)).map((o) => o.orderId),
       ).not.toContain(live);

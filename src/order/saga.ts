@@ -1,0 +1,92 @@
+import { CancelSource } from '../core/cancellation.js';
+import { isPromiseLike } from '../core/is-promise-like.js';
+import { OrderError, kindOf } from './errors.js';
+import type { Step } from './step.js';
+
+/** The result of one compensation attempt: the effect is undone, or may not be. */
+export type CompensationAttempt =
+  { readonly ok: true } | { readonly ok: false; readonly kind: string; readonly message: string };
+
+/**
+ * needsCompensation tells whether a step that ended with `status` may have left an effect:
+ * it completed (`ok`), or its outcome is unknown (`running` when its process died,
+ * `abandoned` after it ignored the abort). A step that rejected left none (see {@link Step}).
+ */
+export function needsCompensation(status: string): boolean {
+  return status === 'ok' || status === 'running' || status === 'abandoned';
+}
+
+/**
+ * compensateStep runs one attempt of `step`'s compensation under its own deadline of
+ * `timeoutMs`, independent of any order's cancellation: nothing but the deadline can stop
+ * it. Resolves with the attempt's result and never rejects; a step without `compensate`
+ * has nothing to undo and succeeds at once. The deadline timer is cleared and the
+ * cancellation disposed before it resolves.
+ */
+export async function compensateStep<Order>(
+  step: Step<Order>,
+  order: Order,
+  attempt: number,
+  timeoutMs: number,
+): Promise<CompensationAttempt> {
+  if (step.compensate === undefined) return { ok: true };
+  const deadline = new CancelSource();
+  const timer = setTimeout(() => {
+    deadline.abort(
+      new OrderError('timeout', `compensation of ${step.name} exceeded ${timeoutMs} ms`),
+    );
+  }, timeoutMs);
+  try {
+    const result: unknown = step.compensate(order, deadline, attempt);
+    if (!isPromiseLike(result)) {
+      throw new TypeError(`compensation of ${step.name} did not return a promise`);
+    }
+    await result;
+    return { ok: true };
+  } catch (error) {
+    return {
+      ok: false,
+      kind: kindOf(error),
+      message: error instanceof Error ? error.message : String(error),
+    };
+  } finally {
+    clearTimeout(timer);
+    deadline.dispose();
+  }
+}
+
+/**
+ * compensateInReverse runs one attempt of the compensation of every step named in
+ * `toUndo`, one after the other in reverse registration order (the last effect is undone
+ * first, as a saga unwinds). A failed compensation does not stop the others. `attemptOf`
+ * gives each step's attempt number. Resolves with the results by step name; never rejects.
+ */
+export async function compensateInReverse<Order>(
+  steps: readonly Step<Order>[],
+  order: Order,
+  toUndo: ReadonlySet<string>,
+  options: { timeoutMs: number; attemptOf?: (name: string) => number },
+): Promise<Map<string, CompensationAttempt>> {
+  const results = new Map<string, CompensationAttempt>();
+  for (const step of [...steps].reverse()) {
+    if (!toUndo.has(step.name)) continue;
+    const attempt = options.attemptOf?.(step.name) ?? 1;
+    results.set(step.name, await compensateStep(step, order, attempt, options.timeoutMs));
+  }
+  return results;
+}
+
+/**
+ * retryDelayMs is the wait before compensation attempt `attempt + 1`, after `attempt`
+ * failed: exponential from `baseMs`, capped at `maxMs`, with "equal jitter" (a uniform
+ * draw in [half, full] of the exponential value) so that retries of many orders spread out.
+ */
+export function retryDelayMs(
+  attempt: number,
+  baseMs: number,
+  maxMs: number,
+  random: () => number = Math.random,
+): number {
+  const exponential = Math.min(maxMs, baseMs * 2 ** (attempt - 1));
+  return Math.round(exponential / 2 + (random() * exponential) / 2);
+}
