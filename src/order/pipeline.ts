@@ -76,6 +76,7 @@ export class Pipeline<Order> {
   readonly #tracker: Tracker | undefined;
   readonly #observer: PipelineObserver<Order> | undefined;
   readonly #now: () => number;
+  readonly #abandonGraceMs: number | undefined;
 
   /**
    * An empty step list or two steps with the same name throw a TypeError; an abandon grace
@@ -85,22 +86,21 @@ export class Pipeline<Order> {
     if (steps.length === 0) throw new TypeError('Pipeline needs at least one step');
     const names = new Set(steps.map((step) => step.name));
     if (names.size !== steps.length) throw new TypeError('Pipeline step names must be unique');
-  readonly #abandonGraceMs: number | undefined;
     this.#steps = [...steps];
     this.#tracker = options.tracker;
     this.#observer = options.observer;
     this.#now = options.now ?? performance.now.bind(performance);
+    const graceMs = options.abandonGraceMs;
+    if (graceMs !== undefined && !(Number.isFinite(graceMs) && graceMs >= 0)) {
+      throw new RangeError(`abandonGraceMs must be a finite number >= 0, got ${graceMs}`);
+    }
+    this.#abandonGraceMs = graceMs;
   }
 
   /** stepNames lists the steps in registration order. */
   get stepNames(): string[] {
     return this.#steps.map((step) => step.name);
   }
-    const graceMs = options.abandonGraceMs;
-    if (graceMs !== undefined && !(Number.isFinite(graceMs) && graceMs >= 0)) {
-      throw new RangeError(`abandonGraceMs must be a finite number >= 0, got ${graceMs}`);
-    }
-    this.#abandonGraceMs = graceMs;
 
   /**
    * run executes every step of `order` and resolves with the outcome; it never rejects.
@@ -160,14 +160,6 @@ export class Pipeline<Order> {
     return outcome;
   }
 
-  async #runStep(
-    step: Step<Order>,
-    order: Order,
-    cancel: Cancellation,
-    slot: StepResult,
-    startedAt: number,
-  ): Promise<void> {
-    this.#tracker?.enter();
   /**
    * waitWithGrace waits for the group like `group.wait()`, except that once the group is
    * aborted with steps still running it waits only `graceMs` more. It then resolves with a
@@ -217,6 +209,14 @@ export class Pipeline<Order> {
     });
   }
 
+  async #runStep(
+    step: Step<Order>,
+    order: Order,
+    cancel: Cancellation,
+    slot: StepResult,
+    startedAt: number,
+  ): Promise<void> {
+    this.#tracker?.enter();
     try {
       const result: unknown = step.run(order, cancel);
       if (!isPromiseLike(result)) {
