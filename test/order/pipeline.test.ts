@@ -137,12 +137,12 @@ describe('Pipeline', () => {
   });
 
   it.each([
-    ['an OrderError canceled', new OrderError('canceled', 'client went away'), 'canceled'],
-    ['an OrderError timeout', new OrderError('timeout', 'server deadline'), 'timeout'],
-    ['a DOMException AbortError', new DOMException('aborted', 'AbortError'), 'canceled'],
-    ['a DOMException TimeoutError', new DOMException('timed out', 'TimeoutError'), 'timeout'],
-    ['a plain Error', new Error('shutting down'), 'internal'],
-  ])('a parent abort with %s answers kind %s', async (_, reason, kind) => {
+    ['an OrderError canceled', 'canceled', new OrderError('canceled', 'client went away')],
+    ['an OrderError timeout', 'timeout', new OrderError('timeout', 'server deadline')],
+    ['a DOMException AbortError', 'canceled', new DOMException('aborted', 'AbortError')],
+    ['a DOMException TimeoutError', 'timeout', new DOMException('timed out', 'TimeoutError')],
+    ['a plain Error', 'internal', new Error('shutting down')],
+  ])('a parent abort with %s answers kind %s', async (_, kind, reason) => {
     const parent = new AbortController();
     const pipeline = new Pipeline([sleepingStep('a', 1000), sleepingStep('b', 1000)], clock);
     const run = pipeline.run(order, { parent: parent.signal });

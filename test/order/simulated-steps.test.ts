@@ -48,7 +48,7 @@ describe('simulated steps', () => {
     expect(defaultStepDelays).toEqual({ payment: 150, vendor: 200, courier: 100 });
   });
 
-  describe.each(steps)('$name', ({ name, kind }) => {
+  describe.each(steps.map(({ name, kind }) => [name, kind] as const))('%s', (name, kind) => {
     const delay = defaultStepDelays[name];
 
     it(`succeeds after its default delay and leaves no timer, listener or permit`, async () => {
