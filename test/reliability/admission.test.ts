@@ -1,11 +1,16 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Semaphore } from '../../src/core/semaphore.js';
-import { Admission } from '../../src/order/admission.js';
+import { Admission, type Admitted, type Refused } from '../../src/order/admission.js';
 import { OrderError } from '../../src/order/errors.js';
 import type { Order } from '../../src/order/order.js';
 import type { Step } from '../../src/order/step.js';
 import { buildTestApp, deferred, flushMicrotasks, type TestApp } from '../helpers.js';
 import { waitFor } from '../http/support.js';
+
+/** refusalKind is the kind of a refusal, or undefined for an admitted order. */
+function refusalKind(result: Admitted | Refused): string | undefined {
+  return result.admitted ? undefined : result.error.kind;
+}
 
 describe('Admission', () => {
   it.each([
@@ -27,7 +32,7 @@ describe('Admission', () => {
     const second = admission.admit();
     const third = admission.admit();
     expect([first.admitted, second.admitted, third.admitted]).toEqual([true, true, false]);
-    expect(third.admitted === false && third.error.kind).toBe('overloaded');
+    expect(refusalKind(third)).toBe('overloaded');
     expect(admission.inflight, 'a refusal takes no place').toBe(2);
     if (first.admitted) first.release();
     expect(admission.admit().admitted).toBe(true);
@@ -40,9 +45,7 @@ describe('Admission', () => {
     const queued = courierPool.acquire();
     expect(courierPool.waiting).toBe(1);
     const refused = admission.admit();
-    expect(refused.admitted === false && refused.error.kind, 'got admitted, want overloaded').toBe(
-      'overloaded',
-    );
+    expect(refusalKind(refused), 'got admitted, want overloaded').toBe('overloaded');
     held.release();
     (await queued).release();
     expect(admission.admit().admitted, 'queue empty again').toBe(true);
@@ -67,7 +70,9 @@ describe('Admission', () => {
     const place = admission.admit();
     if (!place.admitted) throw new Error('want admitted');
     place.release();
-    expect(() => place.release()).toThrow(/twice/);
+    expect(() => {
+      place.release();
+    }).toThrow(/twice/);
     expect(admission.inflight).toBe(0);
   });
 
@@ -80,7 +85,7 @@ describe('Admission', () => {
     const place = admission.admit();
     admission.close();
     const refused = admission.admit();
-    expect(refused.admitted === false && refused.error.kind).toBe('shutting_down');
+    expect(refusalKind(refused)).toBe('shutting_down');
     let drained = false;
     const done = admission.drained().then(() => (drained = true));
     await flushMicrotasks();
@@ -142,9 +147,10 @@ describe('POST /order under admission control', () => {
 
     gate.resolve();
     const answers = await Promise.all(inFlight);
-    expect(answers.map((answer) => answer.statusCode), 'in-flight orders undisturbed').toEqual([
-      200, 200,
-    ]);
+    expect(
+      answers.map((answer) => answer.statusCode),
+      'in-flight orders undisturbed',
+    ).toEqual([200, 200]);
     expect(service.admission?.inflight).toBe(0);
     expect((await app.inject(order('d'))).statusCode, 'admitted again').toBe(200);
   });
@@ -198,9 +204,11 @@ describe('POST /order under admission control', () => {
       'shutting_down',
       'shutting_down',
     ]);
-    expect([service.courierPool.inUse, service.courierPool.waiting, service.tracker.active]).toEqual(
-      [0, 0, 0],
-    );
+    expect([
+      service.courierPool.inUse,
+      service.courierPool.waiting,
+      service.tracker.active,
+    ]).toEqual([0, 0, 0]);
   });
 
   it('after close(), POST /order answers 503 shutting_down and /readyz 503 while /healthz stays 200', async () => {
