@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { CancelSource, type Cancellation } from '../../src/core/cancellation.js';
 import { sleep } from '../../src/core/sleep.js';
@@ -260,6 +261,22 @@ describe('Pipeline', () => {
     expect((await timedOut).error?.kind).toBe('timeout');
     expect(tracker.active, 'after a deadline').toBe(0);
     expect(vi.getTimerCount(), 'timers left').toBe(0);
+  });
+
+  it('orders under one long-lived parent signal leave no listener on it', async () => {
+    const server = new AbortController();
+    const instant: Step<TestOrder> = { name: 'instant', run: () => Promise.resolve() };
+    const failing: Step<TestOrder> = { name: 'failing', run: () => Promise.reject(new Error('x')) };
+    const pipeline = new Pipeline([instant, failing], clock);
+    for (let i = 0; i < 1000; i += 8) {
+      const batch = Array.from({ length: 8 }, () =>
+        pipeline.run(order, { parent: server.signal, deadlineMs: 1000 }),
+      );
+      expect(getEventListeners(server.signal, 'abort').length, 'listeners while running').toBe(8);
+      await Promise.all(batch);
+    }
+    expect(getEventListeners(server.signal, 'abort').length, 'listeners after').toBe(0);
+    expect(vi.getTimerCount(), 'timers after').toBe(0);
   });
 
   it('an empty step list throws a TypeError', () => {
