@@ -13,6 +13,8 @@ export interface OrderMetricsOptions {
   courierPool: Pool;
   /** Steps in flight across all orders (the tracker), read at each scrape. */
   stepsInFlight: () => number;
+  /** Admission control, if any: its refusals and orders in flight are read at each scrape. */
+  admission?: AdmissionView | undefined;
   /** Names of the pipeline's steps, so their series exist from the start. */
   stepNames: readonly string[];
   /**
@@ -20,6 +22,12 @@ export interface OrderMetricsOptions {
    * collectors cannot be stopped, so leave this off for short-lived registries (tests).
    */
   defaultMetrics?: boolean;
+}
+
+/** What the metrics read of admission control. */
+export interface AdmissionView {
+  readonly inflight: number;
+  readonly refused: Readonly<Record<string, number>>;
 }
 
 const stepStatuses: readonly StepStatus[] = ['ok', 'error', 'canceled'];
@@ -38,9 +46,9 @@ export class OrderMetrics {
   readonly registry = new Registry();
   readonly #orders = new Map<string, Counter.Internal>();
   readonly #orderDuration = new Map<string, Histogram.Internal<string>>();
-  readonly #stepDuration = new Map<string, Map<string, Histogram.Internal<string>>>();
+  readonly #stepDuration: Histogram<'step' | 'status'>;
+  readonly #stepChildren = new Map<string, Map<string, Histogram.Internal<'step' | 'status'>>>();
   readonly #courierWait: Record<'acquired' | 'canceled', Histogram.Internal<string>>;
-  readonly #rejected: Counter<'kind'>;
 
   constructor(options: OrderMetricsOptions) {
     const registers = [this.registry];
@@ -64,16 +72,14 @@ export class OrderMetrics {
       this.#orderDuration.set(outcome, orderDuration.labels(outcome));
     }
 
-    const stepDuration = new Histogram({
+    this.#stepDuration = new Histogram({
       name: `${metricsPrefix}step_duration_seconds`,
       help: 'Time from the start of an order until the step settled, by step and status.',
       labelNames: ['step', 'status'],
       registers,
     });
     for (const step of options.stepNames) {
-      const byStatus = new Map<string, Histogram.Internal<string>>();
-      for (const status of stepStatuses) byStatus.set(status, stepDuration.labels(step, status));
-      this.#stepDuration.set(step, byStatus);
+      for (const status of stepStatuses) this.#stepChild(step, status);
     }
 
     const courierWait = new Histogram({
@@ -87,13 +93,6 @@ export class OrderMetrics {
       acquired: courierWait.labels('acquired'),
       canceled: courierWait.labels('canceled'),
     };
-
-    this.#rejected = new Counter({
-      name: `${metricsPrefix}orders_rejected_total`,
-      help: 'Orders refused before any step ran (overload, shedding), by kind.',
-      labelNames: ['kind'],
-      registers,
-    });
 
     const { courierPool, stepsInFlight } = options;
     new Gauge({
@@ -129,6 +128,30 @@ export class OrderMetrics {
       },
     });
 
+    const { admission } = options;
+    if (admission !== undefined) {
+      new Counter({
+        name: `${metricsPrefix}orders_rejected_total`,
+        help: 'Orders refused before any step ran, by kind (overloaded, shutting_down).',
+        labelNames: ['kind'],
+        registers,
+        collect() {
+          this.reset();
+          for (const [kind, count] of Object.entries(admission.refused)) {
+            this.labels(kind).inc(count);
+          }
+        },
+      });
+      new Gauge({
+        name: `${metricsPrefix}orders_in_flight`,
+        help: 'Orders admitted and not yet answered.',
+        registers,
+        collect() {
+          this.set(admission.inflight);
+        },
+      });
+    }
+
     if (options.defaultMetrics === true) collectDefaultMetrics({ register: this.registry });
   }
 
@@ -138,10 +161,7 @@ export class OrderMetrics {
     this.#orders.get(outcome.error?.kind ?? 'none')?.inc();
     this.#orderDuration.get(outcome.status)?.observe(record.durationMs / 1000);
     for (const step of outcome.steps) {
-      this.#stepDuration
-        .get(step.name)
-        ?.get(step.status)
-        ?.observe(step.durationMs / 1000);
+      this.#stepChild(step.name, step.status).observe(step.durationMs / 1000);
     }
   }
 
@@ -152,11 +172,21 @@ export class OrderMetrics {
   }
 
   /**
-   * recordRejected counts an order refused before it ran (e.g. kind `overloaded`). The kind
-   * must come from a bounded set.
+   * stepChild is the series of one step and status, made on first use: the usual ones exist
+   * from the start; a rarer status (`abandoned`) appears the first time it happens.
    */
-  recordRejected(kind: string): void {
-    this.#rejected.labels(kind).inc();
+  #stepChild(step: string, status: string): Histogram.Internal<'step' | 'status'> {
+    let byStatus = this.#stepChildren.get(step);
+    if (byStatus === undefined) {
+      byStatus = new Map<string, Histogram.Internal<'step' | 'status'>>();
+      this.#stepChildren.set(step, byStatus);
+    }
+    let child = byStatus.get(status);
+    if (child === undefined) {
+      child = this.#stepDuration.labels(step, status);
+      byStatus.set(status, child);
+    }
+    return child;
   }
 
   /** scrape renders every metric in the Prometheus text format. */

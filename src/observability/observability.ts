@@ -140,6 +140,7 @@ export function observeOrderService(
     metrics = new OrderMetrics({
       courierPool: basePool,
       stepsInFlight: () => service.tracker.active,
+      admission: service.admission,
       stepNames: service.pipeline.stepNames,
       defaultMetrics,
     });

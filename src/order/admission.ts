@@ -53,6 +53,8 @@ export class Admission {
   readonly #shutdown = new CancelSource();
   #inflight = 0;
   #closed = false;
+  #refusedOverloaded = 0;
+  #refusedShuttingDown = 0;
   #idle: (() => void)[] = [];
   readonly #overloaded: Refused;
   readonly #shuttingDown: Refused;
@@ -89,6 +91,11 @@ export class Admission {
     return this.#inflight;
   }
 
+  /** refused counts the orders refused since start, by kind (read by the metrics). */
+  get refused(): { overloaded: number; shutting_down: number } {
+    return { overloaded: this.#refusedOverloaded, shutting_down: this.#refusedShuttingDown };
+  }
+
   /** closed is true once {@link close} has been called: the service is draining. */
   get closed(): boolean {
     return this.#closed;
@@ -101,15 +108,21 @@ export class Admission {
 
   /**
    * admit takes a place for one order, or refuses it: `shutting_down` once closed, else
-   * `overloaded` when either limit is reached. A refusal leaves the state unchanged.
+   * `overloaded` when either limit is reached. A refusal changes nothing but {@link refused}.
    */
   admit(): Admitted | Refused {
-    if (this.#closed) return this.#shuttingDown;
+    if (this.#closed) {
+      this.#refusedShuttingDown++;
+      return this.#shuttingDown;
+    }
     const pool = this.#courierPool;
     // The queue is full for a newcomer only if it would have to wait: with a limit of 0 an
     // order is still admitted while a courier slot is free.
     const queueFull = pool.waiting >= this.courierQueueLimit && pool.inUse >= pool.size;
-    if (this.#inflight >= this.maxInflightOrders || queueFull) return this.#overloaded;
+    if (this.#inflight >= this.maxInflightOrders || queueFull) {
+      this.#refusedOverloaded++;
+      return this.#overloaded;
+    }
     this.#inflight++;
     let released = false;
     return {

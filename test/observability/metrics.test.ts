@@ -108,6 +108,40 @@ describe('GET /metrics', () => {
     expect(sample(after, 'order_pipeline_orders_total{outcome="ok",kind="none"}')).toBe(2);
   });
 
+  it('counts orders refused by admission control, and the orders in flight', async () => {
+    const courierDone = deferred();
+    const steps = (pool: Pool): Step<Order>[] => [
+      {
+        name: 'courier',
+        run: async (_order, cancel) => {
+          const permit = await pool.acquire(cancel);
+          try {
+            await courierDone.promise;
+          } finally {
+            permit.release();
+          }
+        },
+      },
+    ];
+    const test = build({ maxInflightOrders: 1, steps });
+    const admitted = test.app.inject({ method: 'POST', url: '/order', payload: quickOrder });
+    await expect.poll(() => test.service.courierPool.inUse).toBe(1);
+    const refused = await test.app.inject({
+      method: 'POST',
+      url: '/order',
+      payload: { ...quickOrder, order_id: 'o-refused' },
+    });
+    expect(refused.statusCode).toBe(503);
+
+    const during = await scrape(test);
+    expect(sample(during, 'order_pipeline_orders_rejected_total{kind="overloaded"}')).toBe(1);
+    expect(sample(during, 'order_pipeline_orders_rejected_total{kind="shutting_down"}')).toBe(0);
+    expect(sample(during, 'order_pipeline_orders_in_flight')).toBe(1);
+    courierDone.resolve();
+    expect((await admitted).statusCode).toBe(200);
+    expect(sample(await scrape(test), 'order_pipeline_orders_in_flight')).toBe(0);
+  });
+
   it('includes the default process metrics when asked', async () => {
     const test = build({ defaultMetrics: true });
     const text = await scrape(test);
