@@ -12,6 +12,8 @@ export interface Config {
   readonly courierPoolSize: number;
   /** Deadline of one order, in milliseconds. */
   readonly requestTimeoutMs: number;
+  /** Serves the benchmarks' framework floor, `POST /bench/floor` (BENCH_FLOOR_ROUTE=1). */
+  readonly benchFloorRoute?: boolean;
   /** Prometheus metrics at `GET /metrics` (METRICS_ENABLED). */
   readonly metricsEnabled: boolean;
   /** The live dashboard at `GET /` and its timeline of recent orders (DASHBOARD_ENABLED). */
@@ -72,6 +74,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     port: intVar(env, 'PORT', defaultConfig.port, 0, 65535),
     courierPoolSize: intVar(env, 'COURIER_POOL_SIZE', defaultConfig.courierPoolSize, 1, 100_000),
     requestTimeoutMs: intVar(env, 'REQUEST_TIMEOUT_MS', defaultConfig.requestTimeoutMs, 1, 600_000),
+    benchFloorRoute: boolVar(env, 'BENCH_FLOOR_ROUTE', false),
     ...observabilityConfig(env),
     ...reliabilityConfig(env),
   };

@@ -48,6 +48,7 @@ export async function startOrderServer(config: Config, logger = pino()): Promise
     requestTimeoutMs: config.requestTimeoutMs,
     logger,
     observability,
+    benchFloorRoute: config.benchFloorRoute,
     serverLimits: {
       headersTimeoutMs: config.headersTimeoutMs,
       bodyTimeoutMs: config.bodyTimeoutMs,

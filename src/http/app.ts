@@ -30,6 +30,11 @@ export interface AppOptions {
    * `observeOrderService`; none by default. The app closes it when it closes.
    */
   observability?: Observability | undefined;
+  /**
+   * Serves `POST /bench/floor`, which validates nothing and answers a fixed small JSON body:
+   * the framework floor the benchmarks compare `POST /order` with. Off by default.
+   */
+  benchFloorRoute?: boolean | undefined;
 }
 
 /**
@@ -99,6 +104,11 @@ export function buildApp(options: AppOptions): App {
   );
 
   app.get('/healthz', () => ({ status: 'ok' }));
+
+  if (options.benchFloorRoute === true) {
+    // Same server, hooks and JSON body parsing as an order; no schema, no order.
+    app.post('/bench/floor', () => ({ status: 'ok' }));
+  }
 
   const { observability } = options;
   if (observability !== undefined) {
