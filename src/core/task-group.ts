@@ -57,8 +57,12 @@ export class TaskGroup {
       this.#onRejected(error);
       return;
     }
-    if (isPromiseLike(result)) {
+    if (result instanceof Promise) {
       result.then(this.#onFulfilled, this.#onRejected);
+    } else if (isPromiseLike(result)) {
+      // A foreign thenable may throw from then() or call back twice: Promise.resolve
+      // adopts it through the standard guards, so the group counts it exactly once.
+      Promise.resolve(result).then(this.#onFulfilled, this.#onRejected);
     } else {
       this.#onFulfilled();
     }
