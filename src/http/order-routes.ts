@@ -4,6 +4,7 @@ import { CancelSource, link } from '../core/cancellation.js';
 import { OrderError } from '../order/errors.js';
 import type { Order } from '../order/order.js';
 import type { OrderService } from '../order/order-service.js';
+import { logOrderSummary } from '../observability/order-log.js';
 import type { OrderOutcome } from '../order/pipeline.js';
 import { errorBody, statusOf } from './error-catalogue.js';
 import { OrderBody, OrderResponse } from './schemas.js';
@@ -40,6 +41,10 @@ export const orderRoutes: FastifyPluginCallbackTypebox<OrderRoutesOptions> = (
         failStep: body.fail_step,
         delayMs: body.delay_ms,
       };
+      // Every line about this order carries its id, the framework's `request completed` too.
+      const log = request.log.child({ order_id: order.id });
+      request.log = log;
+      reply.log = log;
       // Refused before any step starts: nothing is attempted, nothing in flight is touched.
       const admitted = service.admission?.admit();
       if (admitted?.admitted === false) {
@@ -74,6 +79,7 @@ export const orderRoutes: FastifyPluginCallbackTypebox<OrderRoutesOptions> = (
         unlinkShutdown?.();
         admitted?.release();
       }
+      logOrderSummary(log, outcome);
       logOutcome(request.log, order.id, outcome);
       // The order is over; a client leaving while its answer is written cannot undo it, so
       // this is logged as an undelivered answer, with the order's real outcome.
