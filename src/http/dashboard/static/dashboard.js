@@ -3,9 +3,11 @@
 // Order ids come from clients: they are only ever set as text, never as HTML.
 
 const pollMs = 500;
+/** Orders/s is averaged over this window, so it does not jump with every poll. */
+const rateWindowMs = 5000;
 const $ = (id) => document.getElementById(id);
 
-let previous; // { total, at } of the last poll, for orders/s
+const samples = []; // { total, at } of recent polls, oldest first
 
 function element(tag, className, text) {
   const node = document.createElement(tag);
@@ -53,14 +55,19 @@ function renderTimeline(orders) {
   // One scale for every row, so durations compare across orders.
   const scale = Math.max(1, ...orders.map((order) => order.duration_ms));
   const pct = (ms) => `${Math.min(100, (ms / scale) * 100).toFixed(2)}%`;
+  const axis = element('div', 'order-row axis');
+  const ticks = element('div', 'ticks');
+  ticks.append(element('span', '', '0 ms'), element('span', '', `${Math.round(scale)} ms`));
+  axis.append(element('div', 'order-label muted', 'order · duration'), ticks);
+  timeline.append(axis);
   for (const order of orders) {
     const row = element('div', 'order-row');
     row.dataset.orderId = order.order_id;
     row.dataset.status = order.status;
     const label = element('div', 'order-label');
     label.title = order.order_id;
-    label.append(element('span', '', `${order.order_id} · ${Math.round(order.duration_ms)} ms `));
-    if (order.kind) label.append(element('span', 'kind', order.kind));
+    label.append(element('div', '', `${order.order_id} · ${Math.round(order.duration_ms)} ms`));
+    label.append(element('div', order.kind ? 'kind' : 'ok', order.kind ?? 'ok'));
     const track = element('div', 'track');
     for (const step of order.steps) {
       const bar = element('div', 'bar');
@@ -68,7 +75,8 @@ function renderTimeline(orders) {
       bar.dataset.status = step.status;
       bar.style.width = pct(step.end_ms);
       bar.title = `${step.name}: ${step.status}${step.detail ? ` (${step.detail})` : ''} after ${step.end_ms.toFixed(1)} ms`;
-      if (step.wait_ms !== undefined && step.wait_ms > 0 && step.end_ms > 0) {
+      // A wait under a millisecond is the free-slot path: not worth drawing.
+      if (step.wait_ms !== undefined && step.wait_ms >= 1 && step.end_ms > 0) {
         const wait = element('div', 'wait');
         wait.style.width = `${Math.min(100, (step.wait_ms / step.end_ms) * 100).toFixed(2)}%`;
         wait.title = `waited ${step.wait_ms.toFixed(1)} ms for a courier`;
@@ -93,11 +101,13 @@ async function poll() {
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     const state = await response.json();
     const at = performance.now();
-    if (previous !== undefined && at > previous.at) {
-      const rate = ((state.orders_total - previous.total) * 1000) / (at - previous.at);
+    samples.push({ total: state.orders_total, at });
+    while (samples.length > 2 && at - samples[0].at > rateWindowMs) samples.shift();
+    const oldest = samples[0];
+    if (at > oldest.at) {
+      const rate = ((state.orders_total - oldest.total) * 1000) / (at - oldest.at);
       $('orders-rate').textContent = rate.toFixed(1);
     }
-    previous = { total: state.orders_total, at };
     $('orders-total').textContent = String(state.orders_total);
     $('steps-in-flight').textContent = String(state.steps_in_flight);
     renderPool(state.pool);
