@@ -18,6 +18,7 @@ export {
 export {
   Pipeline,
   type OrderOutcome,
+  type PipelineObserver,
   type PipelineOptions,
   type RunOptions,
   type StepResult,
@@ -25,3 +26,12 @@ export {
 } from './order/pipeline.js';
 export { defaultStepDelays, simulatedSteps } from './order/simulated-steps.js';
 export type { Step } from './order/step.js';
+export {
+  observeOrderService,
+  type Observability,
+  type ObservabilityOptions,
+  type ObservedOrderService,
+} from './observability/observability.js';
+export { OrderMetrics } from './observability/metrics.js';
+export { ObservedPool, type PoolWait } from './observability/observed-pool.js';
+export { OrderTracer, createTracing, type Tracing } from './observability/tracing.js';
