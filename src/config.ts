@@ -36,7 +36,29 @@ export interface Config {
   readonly keepAliveTimeoutMs: number;
   /** Largest request head (request line and headers) accepted, in bytes; larger gets 431. */
   readonly maxHeaderSizeBytes: number;
+  /**
+   * Where orders are recorded: `pglite` (embedded, under {@link dataDir}), `postgres` (at
+   * {@link databaseUrl}; the default when it is set) or `memory` (nothing survives a restart).
+   */
+  readonly orderStore: OrderStoreKind;
+  /** Directory of the embedded store. */
+  readonly dataDir: string;
+  /** PostgreSQL connection string of the shared store. */
+  readonly databaseUrl: string | undefined;
+  /** Connections in the PostgreSQL pool. */
+  readonly databasePoolSize: number;
+  /** How long an instance's claim on its running orders lasts without renewal. */
+  readonly orderLeaseMs: number;
+  /** Deadline of one compensation attempt. */
+  readonly compensationTimeoutMs: number;
+  /** Attempts per compensation before it is flagged for an operator. */
+  readonly compensationMaxAttempts: number;
+  /** Delay before the first compensation retry; doubles per attempt, with jitter. */
+  readonly compensationRetryBaseMs: number;
 }
+
+export const orderStoreKinds = ['pglite', 'postgres', 'memory'] as const;
+export type OrderStoreKind = (typeof orderStoreKinds)[number];
 
 export const defaultConfig: Config = {
   host: '127.0.0.1',
@@ -54,6 +76,14 @@ export const defaultConfig: Config = {
   bodyTimeoutMs: 30_000,
   keepAliveTimeoutMs: 5000,
   maxHeaderSizeBytes: 16 * 1024,
+  orderStore: 'pglite',
+  dataDir: './data',
+  databaseUrl: undefined,
+  databasePoolSize: 10,
+  orderLeaseMs: 15_000,
+  compensationTimeoutMs: 2000,
+  compensationMaxAttempts: 8,
+  compensationRetryBaseMs: 500,
 };
 
 /** ConfigError says which variable is wrong and what was expected. */
@@ -77,6 +107,70 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     benchFloorRoute: boolVar(env, 'BENCH_FLOOR_ROUTE', false),
     ...observabilityConfig(env),
     ...reliabilityConfig(env),
+    ...orderStoreConfig(env),
+  };
+}
+
+type OrderStoreConfig = Pick<
+  Config,
+  | 'orderStore'
+  | 'dataDir'
+  | 'databaseUrl'
+  | 'databasePoolSize'
+  | 'orderLeaseMs'
+  | 'compensationTimeoutMs'
+  | 'compensationMaxAttempts'
+  | 'compensationRetryBaseMs'
+>;
+
+/**
+ * orderStoreConfig reads where orders are recorded and how compensations are retried.
+ * `ORDER_STORE=postgres` without `DATABASE_URL`, or an unknown store, throws a
+ * {@link ConfigError}.
+ */
+function orderStoreConfig(env: NodeJS.ProcessEnv): OrderStoreConfig {
+  const d = defaultConfig;
+  const databaseUrl = stringVar(env, 'DATABASE_URL', '') || undefined;
+  const orderStore = stringVar(
+    env,
+    'ORDER_STORE',
+    databaseUrl === undefined ? 'pglite' : 'postgres',
+  );
+  if (!(orderStoreKinds as readonly string[]).includes(orderStore)) {
+    throw new ConfigError(
+      `ORDER_STORE must be one of ${orderStoreKinds.join(', ')}, got ${JSON.stringify(orderStore)}`,
+    );
+  }
+  if (orderStore === 'postgres' && databaseUrl === undefined) {
+    throw new ConfigError('ORDER_STORE=postgres needs DATABASE_URL');
+  }
+  return {
+    orderStore: orderStore as OrderStoreKind,
+    dataDir: stringVar(env, 'DATA_DIR', d.dataDir),
+    databaseUrl,
+    databasePoolSize: intVar(env, 'DATABASE_POOL_SIZE', d.databasePoolSize, 1, 1000),
+    orderLeaseMs: intVar(env, 'ORDER_LEASE_MS', d.orderLeaseMs, 100, 3_600_000),
+    compensationTimeoutMs: intVar(
+      env,
+      'COMPENSATION_TIMEOUT_MS',
+      d.compensationTimeoutMs,
+      1,
+      600_000,
+    ),
+    compensationMaxAttempts: intVar(
+      env,
+      'COMPENSATION_MAX_ATTEMPTS',
+      d.compensationMaxAttempts,
+      1,
+      1000,
+    ),
+    compensationRetryBaseMs: intVar(
+      env,
+      'COMPENSATION_RETRY_BASE_MS',
+      d.compensationRetryBaseMs,
+      1,
+      3_600_000,
+    ),
   };
 }
 

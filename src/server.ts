@@ -2,12 +2,12 @@ import { pathToFileURL } from 'node:url';
 import pino from 'pino';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { buildApp, type App } from './http/app.js';
-import {
-  observabilityOptions,
-  observeOrderService,
-} from './observability/observability.js';
+import { observabilityOptions, observeOrderService } from './observability/observability.js';
 import type { Admission } from './order/admission.js';
 import type { OrderService } from './order/order-service.js';
+import { orderFromRecordedRequest } from './http/recorded-orders.js';
+import { OrderLedger } from './store/order-ledger.js';
+import { openOrderStore } from './store/open-order-store.js';
 
 /**
  * startServer builds the order service and its HTTP app from `config`, and listens.
@@ -43,7 +43,9 @@ export async function startOrderServer(config: Config, logger = pino()): Promise
     courierQueueLimit: config.courierQueueLimit,
     abandonGraceMs: config.abandonGraceMs,
   });
+  const ledger = await startLedger(service, config, logger);
   const app = buildApp({
+    ledger,
     service,
     requestTimeoutMs: config.requestTimeoutMs,
     logger,
@@ -56,6 +58,7 @@ export async function startOrderServer(config: Config, logger = pino()): Promise
       maxHeaderSizeBytes: config.maxHeaderSizeBytes,
     },
   });
+  app.addHook('onClose', () => ledger.close());
   await app.listen({ host: config.host, port: config.port });
   const shutDown = async (): Promise<void> => {
     const { admission } = service;
@@ -72,6 +75,40 @@ export async function startOrderServer(config: Config, logger = pino()): Promise
     await app.close();
   };
   return { app, service, shutDown };
+}
+
+/**
+ * startLedger opens the order store and starts the order ledger over it, which first
+ * recovers what a dead process left running. Its `close` also closes the store. Rejects if
+ * the store cannot be opened or the recovery fails (the store is closed then).
+ */
+async function startLedger(
+  service: OrderService,
+  config: Config,
+  logger: pino.Logger,
+): Promise<OrderLedger> {
+  const store = await openOrderStore(config);
+  const ledger = new OrderLedger({
+    store,
+    ownsStore: true,
+    pipeline: service.pipeline,
+    steps: service.steps ?? [],
+    toOrder: orderFromRecordedRequest,
+    leaseMs: config.orderLeaseMs,
+    compensationTimeoutMs: config.compensationTimeoutMs,
+    compensationMaxAttempts: config.compensationMaxAttempts,
+    compensationRetryBaseMs: config.compensationRetryBaseMs,
+    sweepIntervalMs: Math.min(1000, Math.floor(config.orderLeaseMs / 3)),
+    logger,
+  });
+  try {
+    await ledger.start();
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+  logger.info({ store: config.orderStore, instanceId: ledger.instanceId }, 'order store ready');
+  return ledger;
 }
 
 /** settlesWithin resolves true if `promise` settles within `ms`, else false; no timer lingers. */

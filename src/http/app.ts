@@ -12,7 +12,9 @@ import type { OrderService } from '../order/order-service.js';
 import { dashboardRoutes } from './dashboard/dashboard-routes.js';
 import { metricsRoute } from './dashboard/metrics-route.js';
 import { errorBody, statusOf, type HttpErrorKind } from './error-catalogue.js';
+import type { OrderLedger } from '../store/order-ledger.js';
 import { orderRoutes } from './order-routes.js';
+import { recordedOrderRoutes } from './recorded-orders.js';
 
 /** The largest request body accepted, in bytes. */
 export const bodyLimitBytes = 64 * 1024;
@@ -35,6 +37,11 @@ export interface AppOptions {
    * the framework floor the benchmarks compare `POST /order` with. Off by default.
    */
   benchFloorRoute?: boolean | undefined;
+  /**
+   * Makes `POST /order` exactly-once over a durable store and serves `GET /order/:order_id`;
+   * none by default (each request runs as is). The caller starts and closes it.
+   */
+  ledger?: OrderLedger | undefined;
 }
 
 /**
@@ -132,7 +139,9 @@ export function buildApp(options: AppOptions): App {
   app.register(orderRoutes, {
     service: options.service,
     requestTimeoutMs: options.requestTimeoutMs,
+    ledger: options.ledger,
   });
+  if (options.ledger !== undefined) app.register(recordedOrderRoutes, { ledger: options.ledger });
 
   return app;
 }

@@ -6,12 +6,16 @@ import type { Order } from '../order/order.js';
 import type { OrderService } from '../order/order-service.js';
 import { logOrderSummary } from '../observability/order-log.js';
 import type { OrderOutcome } from '../order/pipeline.js';
+import type { OrderLedger, RecordedOutcome, SubmitResult } from '../store/order-ledger.js';
 import { errorBody, statusOf } from './error-catalogue.js';
+import { sendSubmitResult } from './recorded-orders.js';
 import { OrderBody, OrderResponse } from './schemas.js';
 
 export interface OrderRoutesOptions {
   service: OrderService;
   requestTimeoutMs: number;
+  /** Makes submission exactly-once over a durable store; absent runs every request as is. */
+  ledger?: OrderLedger | undefined;
 }
 
 const orderMethods = ['GET', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const;
@@ -22,7 +26,7 @@ const orderMethods = ['GET', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const;
  */
 export const orderRoutes: FastifyPluginCallbackTypebox<OrderRoutesOptions> = (
   app,
-  { service, requestTimeoutMs },
+  { service, requestTimeoutMs, ledger },
   done,
 ) => {
   app.post(
@@ -40,6 +44,7 @@ export const orderRoutes: FastifyPluginCallbackTypebox<OrderRoutesOptions> = (
         amount: body.amount,
         failStep: body.fail_step,
         delayMs: body.delay_ms,
+        failCompensation: body.fail_compensation,
       };
       // Every line about this order carries its id, the framework's `request completed` too.
       const log = request.log.child({ order_id: order.id });
@@ -68,16 +73,21 @@ export const orderRoutes: FastifyPluginCallbackTypebox<OrderRoutesOptions> = (
         }
       };
       response.once('close', onClose);
-      let outcome: OrderOutcome;
+      let outcome: OrderOutcome | SubmitResult;
       try {
-        outcome = await service.pipeline.run(order, {
-          parent: clientGone,
-          deadlineMs: requestTimeoutMs,
-        });
+        const runOptions = { parent: clientGone, deadlineMs: requestTimeoutMs };
+        outcome =
+          ledger === undefined
+            ? await service.pipeline.run(order, runOptions)
+            : await ledger.submit(order, body, runOptions);
       } finally {
         response.off('close', onClose);
         unlinkShutdown?.();
         admitted?.release();
+      }
+      if ('kind' in outcome) {
+        if (outcome.kind === 'outcome') logOrderSummary(log, outcome.outcome, outcome.replayed);
+        return sendSubmitResult(reply, order.id, outcome);
       }
       logOrderSummary(log, outcome);
       logOutcome(request.log, order.id, outcome);
@@ -124,8 +134,14 @@ function logOutcome(log: FastifyBaseLogger, orderId: string, outcome: OrderOutco
   }
 }
 
-/** toResponse turns an outcome into the response body, durations rounded to microseconds. */
-export function toResponse(orderId: string, outcome: OrderOutcome): OrderResponse {
+/**
+ * toResponse turns an outcome (live, or as recorded by the order ledger) into the response
+ * body, durations rounded to microseconds.
+ */
+export function toResponse(
+  orderId: string,
+  outcome: OrderOutcome | RecordedOutcome,
+): OrderResponse {
   const body: OrderResponse = {
     status: outcome.status,
     order_id: orderId,
@@ -134,8 +150,11 @@ export function toResponse(orderId: string, outcome: OrderOutcome): OrderRespons
       status: step.status,
       duration_ms: Math.round(step.durationMs * 1000) / 1000,
       ...(step.detail === undefined ? {} : { detail: step.detail }),
+      ...('compensation' in step && step.compensation !== undefined
+        ? { compensation: step.compensation }
+        : {}),
     })),
   };
-  if (outcome.error !== undefined) body.error = outcome.error;
+  if (outcome.error !== undefined) body.error = { ...outcome.error };
   return body;
 }

@@ -8,6 +8,7 @@ export const maxDelayMs = 60_000;
 
 const stepName = Type.Unsafe<StepName>({ type: 'string', enum: [...stepNames] });
 const delay = Type.Integer({ minimum: 0, maximum: maxDelayMs });
+const failingAttempts = Type.Integer({ minimum: 0, maximum: 1000 });
 
 /** OrderBody is the JSON body of `POST /order`. Unknown fields are rejected. */
 export const OrderBody = Type.Object(
@@ -30,6 +31,17 @@ export const OrderBody = Type.Object(
         { additionalProperties: false },
       ),
     ),
+    /** Makes the named steps' compensations fail their first N attempts (tests, demos). */
+    fail_compensation: Type.Optional(
+      Type.Object(
+        {
+          payment: Type.Optional(failingAttempts),
+          vendor: Type.Optional(failingAttempts),
+          courier: Type.Optional(failingAttempts),
+        },
+        { additionalProperties: false },
+      ),
+    ),
   },
   { additionalProperties: false },
 );
@@ -40,6 +52,8 @@ const StepResponse = Type.Object({
   status: Type.String(),
   duration_ms: Type.Number(),
   detail: Type.Optional(Type.String()),
+  /** For a failed order: `compensated`, `compensation_failed`, `not_needed` or `pending`. */
+  compensation: Type.Optional(Type.String()),
 });
 
 /**

@@ -12,6 +12,9 @@ export const errorKinds = [
   'bad_request',
   'overloaded',
   'shutting_down',
+  'idempotency_conflict',
+  'order_in_progress',
+  'interrupted',
 ] as const;
 
 export type ErrorKind = (typeof errorKinds)[number];
@@ -62,4 +65,7 @@ const fixedMessages: Record<ErrorKind, string> = {
   bad_request: 'bad request',
   overloaded: 'the service is overloaded, retry later',
   shutting_down: 'the service is shutting down, retry elsewhere',
+  idempotency_conflict: 'this order_id was already used with a different request',
+  order_in_progress: 'this order is still in progress, retry later',
+  interrupted: 'the order was interrupted by a server restart',
 };

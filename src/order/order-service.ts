@@ -14,6 +14,8 @@ export interface OrderService {
   readonly tracker: Tracker;
   /** Decides before any step starts whether an order is taken; absent admits every order. */
   readonly admission?: Admission | undefined;
+  /** The pipeline's steps, in registration order (the saga compensates them). */
+  readonly steps?: readonly Step<Order>[] | undefined;
 }
 
 export interface OrderServiceOptions {
@@ -57,5 +59,5 @@ export function createOrderService(
     maxInflightOrders: options.maxInflightOrders ?? Infinity,
     courierQueueLimit: options.courierQueueLimit ?? Infinity,
   });
-  return { pipeline, courierPool, tracker, admission };
+  return { pipeline, courierPool, tracker, admission, steps };
 }

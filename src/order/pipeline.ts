@@ -59,6 +59,12 @@ export interface RunOptions {
   parent?: ParentCancellation;
   /** Aborts the order with kind `timeout` after this many milliseconds. */
   deadlineMs?: number;
+  /**
+   * Called synchronously with a step's result as soon as that step settles (the durable
+   * store records it); also for a step that settles after being reported `abandoned`.
+   * Must not throw.
+   */
+  onStepSettled?: ((result: StepResult) => void) | undefined;
 }
 
 /**
@@ -129,7 +135,9 @@ export class Pipeline<Order> {
     for (let i = 0; i < this.#steps.length; i++) {
       const step = this.#steps[i] as Step<Order>;
       const slot = steps[i] as StepResult;
-      group.go((cancel) => this.#runStep(step, order, cancel, slot, startedAt));
+      group.go((cancel) =>
+        this.#runStep(step, order, cancel, slot, startedAt, options.onStepSettled),
+      );
     }
     let failure: unknown;
     let failed = false;
@@ -215,6 +223,7 @@ export class Pipeline<Order> {
     cancel: Cancellation,
     slot: StepResult,
     startedAt: number,
+    onSettled: ((result: StepResult) => void) | undefined,
   ): Promise<void> {
     this.#tracker?.enter();
     try {
@@ -235,6 +244,7 @@ export class Pipeline<Order> {
       throw error;
     } finally {
       slot.durationMs = this.#now() - startedAt;
+      onSettled?.({ ...slot });
       // Only an aborted order can have abandoned steps: the happy path reads one field.
       if (cancel.aborted && abandonedSlots.delete(slot)) this.#tracker?.leaveAbandoned();
       else this.#tracker?.leave();

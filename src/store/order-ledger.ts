@@ -76,6 +76,8 @@ export interface LedgerLogger {
 
 export interface OrderLedgerOptions {
   readonly store: OrderStore;
+  /** {@link OrderLedger.close} also closes the store. */
+  readonly ownsStore?: boolean;
   readonly pipeline: Pipeline<Order>;
   /** The pipeline's steps, for their compensations. */
   readonly steps: readonly Step<Order>[];
@@ -127,11 +129,12 @@ const silentLogger: LedgerLogger = { info: noop, warn: noop, error: noop };
  *   they are compensated and recorded as failed with kind `interrupted`.
  *
  * {@link start} runs a first sweep (recovery) and schedules the next; {@link close} stops
- * the sweep and waits for orders and compensations in flight. The store is not closed.
+ * the sweep and waits for orders and compensations in flight.
  */
 export class OrderLedger {
   readonly instanceId: string;
   readonly #store: OrderStore;
+  readonly #ownsStore: boolean;
   readonly #pipeline: Pipeline<Order>;
   readonly #steps: readonly Step<Order>[];
   readonly #toOrder: (request: unknown) => Order;
@@ -149,6 +152,7 @@ export class OrderLedger {
 
   constructor(options: OrderLedgerOptions) {
     this.#store = options.store;
+    this.#ownsStore = options.ownsStore === true;
     this.#pipeline = options.pipeline;
     this.#steps = options.steps;
     this.#toOrder = options.toOrder;
@@ -482,12 +486,14 @@ export class OrderLedger {
 
   /**
    * close stops the sweep and resolves once the sweep and every execution in flight have
-   * settled. Executions are not aborted here: the server drains or aborts them first.
+   * settled, then closes the store if the ledger owns it. Executions are not aborted here:
+   * the server drains or aborts them first.
    */
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#timer);
     await Promise.allSettled([this.#sweeping, ...[...this.#running.values()].map((r) => r.result)]);
+    if (this.#ownsStore) await this.#store.close();
   }
 }
 
