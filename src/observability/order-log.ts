@@ -1,5 +1,20 @@
 import type { FastifyBaseLogger } from 'fastify';
-import type { OrderOutcome } from '../order/pipeline.js';
+
+/**
+ * SettledOrder is what the summary reads of an outcome: a live {@link OrderOutcome} or one
+ * recorded by the order ledger.
+ */
+export interface SettledOrder {
+  readonly status: 'ok' | 'error';
+  readonly steps: readonly {
+    readonly name: string;
+    readonly status: string;
+    readonly durationMs: number;
+    readonly detail?: string | undefined;
+    readonly compensation?: string | undefined;
+  }[];
+  readonly error?: { readonly kind: string } | undefined;
+}
 
 /** Levels at which the per-order summary (info) is not written, so it is not even built. */
 const quietLevels = new Set(['silent', 'fatal', 'error', 'warn']);
@@ -7,20 +22,26 @@ const quietLevels = new Set(['silent', 'fatal', 'error', 'warn']);
 /**
  * logOrderSummary writes the one summary line of a settled order at info: its outcome, the
  * kind of its failure (`none` on success), its duration (until every step had settled) and
- * each step's status and duration in milliseconds. `log` is the order's child logger, which
- * already carries the request id and `order_id`. Writes nothing, and builds nothing, when
- * info is not enabled.
+ * each step's status and duration in milliseconds (and compensation, when recorded). `log`
+ * is the order's child logger, which already carries the request id and `order_id`. A
+ * `replayed` outcome (a duplicate answered from the order ledger) is marked so. Writes
+ * nothing, and builds nothing, when info is not enabled.
  */
-export function logOrderSummary(log: FastifyBaseLogger, outcome: OrderOutcome): void {
+export function logOrderSummary(
+  log: FastifyBaseLogger,
+  outcome: SettledOrder,
+  replayed = false,
+): void {
   if (quietLevels.has(log.level)) return;
   let durationMs = 0;
-  const steps: Record<string, { status: string; duration_ms: number; detail?: string }> = {};
+  const steps: Record<string, Record<string, string | number>> = {};
   for (const step of outcome.steps) {
     if (step.durationMs > durationMs) durationMs = step.durationMs;
     steps[step.name] = {
       status: step.status,
       duration_ms: roundMs(step.durationMs),
       ...(step.detail === undefined ? {} : { detail: step.detail }),
+      ...(step.compensation === undefined ? {} : { compensation: step.compensation }),
     };
   }
   log.info(
@@ -29,6 +50,7 @@ export function logOrderSummary(log: FastifyBaseLogger, outcome: OrderOutcome): 
       kind: outcome.error?.kind ?? 'none',
       duration_ms: roundMs(durationMs),
       steps,
+      ...(replayed ? { replayed } : {}),
     },
     'order settled',
   );
