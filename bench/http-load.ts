@@ -1,0 +1,114 @@
+import autocannon from 'autocannon';
+import { row, type Row } from './report.js';
+import { startServer } from './server-process.js';
+
+/**
+ * The HTTP benchmarks: autocannon against the real server in a child process, the order
+ * route beside the framework floor (`POST /bench/floor`, a route of the same server that
+ * validates nothing and answers a fixed small JSON body), with the same body and connections.
+ */
+
+interface Load {
+  ordersPerSecond: number;
+  p50: number;
+  p99: number;
+  max: number;
+  non2xx: number;
+  errors: number;
+}
+
+const oneMs = { payment: 1, vendor: 1, courier: 1 };
+
+let runs = 0;
+
+async function load(url: string, connections: number, seconds: number): Promise<Load> {
+  const prefix = `${process.pid}-${runs++}`;
+  const result = await autocannon({
+    url,
+    method: 'POST',
+    connections,
+    duration: seconds,
+    headers: { 'content-type': 'application/json' },
+    // A fresh order id per request: the service answers a repeated id from its record.
+    idReplacement: true,
+    body: JSON.stringify({ order_id: `bench-${prefix}-[<id>]`, amount: 1250, delay_ms: oneMs }),
+  });
+  return {
+    ordersPerSecond: result.requests.average,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    max: result.latency.max,
+    non2xx: result.non2xx,
+    errors: result.errors + result.timeouts,
+  };
+}
+
+function details(run: Load): string {
+  const bad = run.non2xx + run.errors;
+  return `p50 ${run.p50} ms · p99 ${run.p99} ms · max ${run.max} ms · non-2xx/errors ${bad}`;
+}
+
+export async function httpBenchmarks(options: { quick: boolean }): Promise<Row[]> {
+  const seconds = options.quick ? 2 : 10;
+  const rows: Row[] = [];
+  const orders = (r: Load): string =>
+    `${Math.round(r.ordersPerSecond).toLocaleString('en-US')} orders/s`;
+
+  const pool5 = await startServer({ COURIER_POOL_SIZE: '5' });
+  try {
+    await load(`${pool5.url}/order`, 64, 1); // warm-up
+    const run = await load(`${pool5.url}/order`, 64, seconds);
+    const ceiling = 5 / 0.001;
+    rows.push(
+      row({
+        section: 'http',
+        scenario: 'pool 5, delays 1 ms, 64 connections (pool-bound)',
+        value: run.ordersPerSecond,
+        unit: 'orders/s',
+        figure: orders(run),
+        baseline: `ceiling ${ceiling.toLocaleString('en-US')} orders/s`,
+        compare: details(run),
+        target: '≥ 90% of ceiling',
+        met: run.ordersPerSecond >= 0.9 * ceiling && run.non2xx + run.errors === 0,
+      }),
+    );
+  } finally {
+    await pool5.stop();
+  }
+
+  const pool128 = await startServer({ COURIER_POOL_SIZE: '128' });
+  try {
+    await load(`${pool128.url}/bench/floor`, 64, 1); // warm-up
+    await load(`${pool128.url}/order`, 64, 1);
+    for (const connections of [64, 256]) {
+      const floor = await load(`${pool128.url}/bench/floor`, connections, seconds);
+      const run = await load(`${pool128.url}/order`, connections, seconds);
+      const share = run.ordersPerSecond / floor.ordersPerSecond;
+      const bound = connections === 64;
+      rows.push(
+        row({
+          section: 'http',
+          scenario: `framework floor, ${connections} connections`,
+          value: floor.ordersPerSecond,
+          unit: 'req/s',
+          figure: `${Math.round(floor.ordersPerSecond).toLocaleString('en-US')} req/s`,
+          compare: details(floor),
+        }),
+        row({
+          section: 'http',
+          scenario: `pool 128, delays 1 ms, ${connections} connections`,
+          value: run.ordersPerSecond,
+          unit: 'orders/s',
+          figure: `${orders(run)} (${Math.round(share * 100)}% of floor)`,
+          baseline: `floor ${Math.round(floor.ordersPerSecond).toLocaleString('en-US')} req/s`,
+          compare: details(run),
+          target: bound ? '≥ 80% of floor, p99 ≤ 5 ms' : '',
+          met: bound ? share >= 0.8 && run.p99 <= 5 && run.non2xx + run.errors === 0 : undefined,
+        }),
+      );
+    }
+  } finally {
+    await pool128.stop();
+  }
+  return rows;
+}

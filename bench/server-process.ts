@@ -1,0 +1,168 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+
+/** The built server, next to this file once the suite is compiled. */
+const serverEntry = fileURLToPath(new URL('../src/server.js', import.meta.url));
+
+/** BenchServer is the real server running as a child process on 127.0.0.1. */
+export interface BenchServer {
+  readonly url: string;
+  readonly port: number;
+  readonly pid: number;
+  /** rssBytes reads the child's resident set size from /proc. */
+  rssBytes(): number;
+  /** stop sends SIGTERM and resolves once the child has exited. */
+  stop(): Promise<void>;
+}
+
+/**
+ * startServer starts the server with `env` on a free port of 127.0.0.1, pinned to the last
+ * core when `taskset` is available (the load generator runs on the others), and resolves
+ * once `/healthz` answers. The floor route is always on: it is what HTTP figures compare with.
+ */
+export async function startServer(env: Record<string, string>): Promise<BenchServer> {
+  const port = await freePort();
+  const command = pinnedCommand(['node', serverEntry]);
+  const child = spawn(command[0] ?? 'node', command.slice(1), {
+    env: {
+      ...process.env,
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      LOG_LEVEL: 'warn',
+      BENCH_FLOOR_ROUTE: '1',
+      // The orchestrator and the server are measured, as in the Go run: orders are recorded in
+      // memory, not in the default durable PGlite store.
+      ORDER_STORE: 'memory',
+      MAX_INFLIGHT_ORDERS: '1000000',
+      COURIER_QUEUE_LIMIT: '1000000',
+      ...env,
+    },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const exited = new Promise<void>((resolve) =>
+    child.once('exit', () => {
+      resolve();
+    }),
+  );
+  const url = `http://127.0.0.1:${port}`;
+  await waitUntilHealthy(url, child);
+  const pid = child.pid ?? 0;
+  return {
+    url,
+    port,
+    pid,
+    rssBytes: () => readRss(pid),
+    stop: async () => {
+      child.kill('SIGTERM');
+      const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      await exited;
+      clearTimeout(killer);
+    },
+  };
+}
+
+/** cores is the number of CPUs this process may run on. */
+const cores = (): number => availableParallelism();
+
+/** pinnedCommand prefixes `taskset -c <last core>` when taskset exists and there are 2+ cores. */
+export function pinnedCommand(command: string[]): string[] {
+  if (cores() < 2 || !hasTaskset()) return command;
+  return ['taskset', '-c', String(cores() - 1), ...command];
+}
+
+let tasksetFound: boolean | undefined;
+function hasTaskset(): boolean {
+  if (tasksetFound === undefined) {
+    tasksetFound = ['/usr/bin/taskset', '/bin/taskset'].some((path) => {
+      try {
+        readFileSync(path);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+  }
+  return tasksetFound;
+}
+
+function readRss(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const match = /VmRSS:\s+(\d+) kB/.exec(status);
+  return match?.[1] === undefined ? Number.NaN : Number(match[1]) * 1024;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      probe.close(() => {
+        resolve(port);
+      });
+    });
+  });
+}
+
+async function waitUntilHealthy(url: string, child: ChildProcess): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}`);
+    const status = await new Promise<number>((resolve) => {
+      http
+        .get(`${url}/healthz`, (response) => {
+          response.resume();
+          resolve(response.statusCode ?? 0);
+        })
+        .on('error', () => {
+          resolve(0);
+        });
+    });
+    if (status === 200) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error('server did not become healthy within 30 s');
+}
+
+export interface Timed {
+  status: number;
+  ms: number;
+}
+
+let posted = 0;
+
+/**
+ * post sends one JSON POST of `body` with a fresh `order_id` (the service answers a repeated
+ * id from its record) on `agent`, and resolves with the status and the time from send to the
+ * end of the response.
+ */
+export function post(url: string, body: object, agent: http.Agent): Promise<Timed> {
+  const payload = JSON.stringify({ ...body, order_id: `bench-${process.pid}-${posted++}` });
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const request = http.request(
+      url,
+      {
+        method: 'POST',
+        agent,
+        headers: {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(payload),
+        },
+      },
+      (response) => {
+        response.resume();
+        response.on('end', () => {
+          resolve({ status: response.statusCode ?? 0, ms: performance.now() - started });
+        });
+      },
+    );
+    request.on('error', reject);
+    request.end(payload);
+  });
+}
