@@ -1,5 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { orderFromRecordedRequest } from '../../src/http/recorded-orders.js';
+import { createOrderService } from '../../src/order/order-service.js';
+import { OrderLedger } from '../../src/store/order-ledger.js';
 import type { BeginInput, OrderStore } from '../../src/store/order-store.js';
 
 /**
@@ -77,6 +80,36 @@ export function orderStoreContract(
       expect(winners).toHaveLength(1);
       const owner = winners[0]?.order.owner;
       for (const result of results) expect(result.order.owner).toBe(owner);
+    });
+
+    it('50 concurrent duplicate submissions through two instances execute once', async () => {
+      const service = createOrderService({ delays: { payment: 5, vendor: 5, courier: 5 } });
+      const ledgers = ['one', 'two'].map(
+        (instanceId) =>
+          new OrderLedger({
+            store,
+            instanceId: `${run}-${instanceId}`,
+            pipeline: service.pipeline,
+            steps: service.steps ?? [],
+            toOrder: orderFromRecordedRequest,
+          }),
+      );
+      const id = newId();
+      const body = { order_id: id, amount: 3 };
+      const results = await Promise.all(
+        Array.from({ length: 50 }, (_, i) =>
+          (ledgers[i % 2] as OrderLedger).submit({ id, amount: 3 }, body),
+        ),
+      );
+      await Promise.all(ledgers.map((ledger) => ledger.close()));
+      expect(service.tracker.started).toBe(3);
+      const executed = results.filter((r) => r.kind === 'outcome' && !r.replayed);
+      expect(executed).toHaveLength(1);
+      for (const result of results) {
+        expect(['outcome', 'in_progress']).toContain(result.kind);
+        if (result.kind === 'outcome') expect(result.outcome.status).toBe('ok');
+      }
+      expect((await store.get(id))?.state).toBe('finished');
     });
 
     it('get of an unknown id resolves undefined', async () => {
