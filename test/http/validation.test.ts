@@ -229,6 +229,39 @@ describe('requests the service does not serve are answered with JSON errors', ()
     },
   );
 
+  it('a body without a content type is 415', async () => {
+    const response = await app.inject({
+      method: 'POST',
+      url: '/order',
+      payload: JSON.stringify(valid),
+    });
+    expect(response.headers['content-type']).toMatch(/^application\/json/);
+    expect(response.statusCode).toBe(415);
+    expect(response.json<{ error: { kind: string } }>().error.kind).toBe('unsupported_media_type');
+  });
+
+  it('application/json with a charset parameter is accepted', async () => {
+    const { app: instantApp } = buildTestApp({ delays: { payment: 0, vendor: 0, courier: 0 } });
+    try {
+      const response = await instantApp.inject({
+        method: 'POST',
+        url: '/order',
+        headers: { 'content-type': 'application/json; charset=utf-8' },
+        payload: JSON.stringify(valid),
+      });
+      expect(response.statusCode).toBe(200);
+      expect(response.json<{ status: string }>().status).toBe('ok');
+    } finally {
+      await instantApp.close();
+    }
+  });
+
+  it('a POST without a body is 400', async () => {
+    const response = await app.inject({ method: 'POST', url: '/order' });
+    expect(response.statusCode).toBe(400);
+    expect(response.json()).toStrictEqual(badRequest('body must be object'));
+  });
+
   it('a body over 64 KiB is 413', async () => {
     const payload = JSON.stringify({ ...valid, order_id: 'x'.repeat(64 * 1024) });
     const response = await app.inject({
