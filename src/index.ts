@@ -35,3 +35,33 @@ export {
 export { OrderMetrics } from './observability/metrics.js';
 export { ObservedPool, type PoolWait } from './observability/observed-pool.js';
 export { OrderTracer, createTracing, type Tracing } from './observability/tracing.js';
+export {
+  compensateInReverse,
+  compensateStep,
+  needsCompensation,
+  retryDelayMs,
+  type CompensationAttempt,
+} from './order/saga.js';
+export {
+  OrderLedger,
+  ledgerDefaults,
+  requestHash,
+  retryableKinds,
+  type LedgerHooks,
+  type LedgerLogger,
+  type OrderLedgerOptions,
+  type RecordedOutcome,
+  type RecordedStep,
+  type SubmitResult,
+} from './store/order-ledger.js';
+export type * from './store/order-store.js';
+export { MemoryOrderStore } from './store/memory-order-store.js';
+export { openPgliteOrderStore } from './store/pglite-order-store.js';
+export { openPostgresOrderStore, type PostgresStoreOptions } from './store/postgres-order-store.js';
+export {
+  SqlOrderStore,
+  migrate,
+  type SqlClient,
+  type SqlDatabase,
+} from './store/sql-order-store.js';
+export { migrations, type Migration } from './store/migrations.js';
