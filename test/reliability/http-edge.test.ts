@@ -1,0 +1,256 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { connect, type Socket } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config.js';
+import { startOrderServer, type RunningServer } from '../../src/server.js';
+import { postOrder, waitFor } from '../http/support.js';
+
+const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
+
+/** uniqueId makes order ids unique across runs: a server may record every id it has seen. */
+const uniqueId = (prefix: string): string => `${prefix}-${randomUUID()}`;
+
+let running: RunningServer | undefined;
+const children: ChildProcess[] = [];
+const sockets: Socket[] = [];
+
+afterEach(async () => {
+  for (const socket of sockets.splice(0)) socket.destroy();
+  for (const child of children.splice(0)) {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }
+  await running?.app.close();
+  running = undefined;
+});
+
+async function start(env: Record<string, string>): Promise<{ port: number }> {
+  running = await startOrderServer(
+    loadConfig({ HOST: '127.0.0.1', PORT: '0', ...env }),
+    pino({ level: 'silent' }),
+  );
+  const address = running.app.server.address();
+  if (address === null || typeof address === 'string') throw new Error('not listening');
+  return { port: address.port };
+}
+
+/** rawConnect opens a socket and collects what the server sends until it closes. */
+function rawConnect(
+  port: number,
+): Promise<{ socket: Socket; received: () => string; closed: Promise<void> }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    sockets.push(socket);
+    let received = '';
+    socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
+    const closed = new Promise<void>((done) =>
+      socket.once('close', () => {
+        done();
+      }),
+    );
+    socket.once('error', () => undefined);
+    socket.once('connect', () => {
+      resolve({ socket, received: () => received, closed });
+    });
+    socket.once('error', reject);
+  });
+}
+
+describe('HTTP edge limits', () => {
+  it('a slowloris sending headers byte by byte is cut off at the headers timeout, while others are served', async () => {
+    const { port } = await start({ HEADERS_TIMEOUT_MS: '300', BODY_TIMEOUT_MS: '1000' });
+    const slow = await rawConnect(port);
+    const head = 'GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ' + 'a'.repeat(10_000);
+    let sentBytes = 0;
+    const drip = setInterval(() => {
+      if (slow.socket.writable) slow.socket.write(head[sentBytes++ % head.length] ?? 'a');
+    }, 10);
+    try {
+      // Meanwhile a normal client is served at once, several times.
+      for (let i = 0; i < 3; i++) {
+        const answer = await postOrder(port, {
+          order_id: uniqueId(`ok-${i}`),
+          amount: 1,
+          delay_ms: { payment: 0, vendor: 0, courier: 0 },
+        });
+        expect(answer.status).toBe(200);
+      }
+      await slow.closed;
+    } finally {
+      clearInterval(drip);
+    }
+    expect(slow.received()).toMatch(/^HTTP\/1\.1 408/);
+    expect(sentBytes, 'it was still dripping when cut').toBeGreaterThan(5);
+  });
+
+  it('a request head larger than MAX_HEADER_SIZE_BYTES gets 431', async () => {
+    const { port } = await start({ MAX_HEADER_SIZE_BYTES: '2048' });
+    const client = await rawConnect(port);
+    client.socket.write(`GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'b'.repeat(4096)}\r\n\r\n`);
+    await client.closed;
+    expect(client.received()).toMatch(/^HTTP\/1\.1 431/);
+  });
+
+  it('the server applies the configured keep-alive and request timeouts', async () => {
+    await start({
+      KEEP_ALIVE_TIMEOUT_MS: '1234',
+      HEADERS_TIMEOUT_MS: '2000',
+      BODY_TIMEOUT_MS: '3000',
+    });
+    const server = running?.app.server;
+    expect([server?.keepAliveTimeout, server?.headersTimeout, server?.requestTimeout]).toEqual([
+      1234, 2000, 3000,
+    ]);
+  });
+});
+
+describe('drain', () => {
+  it('shutDown refuses new orders with shutting_down, lets the ones in flight finish, then closes', async () => {
+    const { port } = await start({ DRAIN_TIMEOUT_MS: '5000' });
+    const inFlight = postOrder(port, {
+      order_id: uniqueId('slow'),
+      amount: 1,
+      delay_ms: { payment: 200, vendor: 0, courier: 0 },
+    });
+    await waitFor('order admitted', () => running?.service.admission.inflight === 1);
+    const stopping = running?.shutDown();
+    const refused = await postOrder(port, { order_id: uniqueId('late'), amount: 1 });
+    expect(refused.status).toBe(503);
+    expect(refused.body).toMatchObject({ error: { kind: 'shutting_down' } });
+    expect((await inFlight).status, 'the order in flight finished normally').toBe(200);
+    await stopping;
+    running = undefined;
+  });
+
+  it('past DRAIN_TIMEOUT_MS the orders in flight are aborted with shutting_down', async () => {
+    const { port } = await start({ DRAIN_TIMEOUT_MS: '50' });
+    const inFlight = postOrder(port, {
+      order_id: uniqueId('slower'),
+      amount: 1,
+      delay_ms: { payment: 60_000 },
+    });
+    await waitFor('order admitted', () => running?.service.admission.inflight === 1);
+    const stopping = running?.shutDown();
+    const answer = await inFlight;
+    expect(answer.status).toBe(503);
+    expect(answer.body).toMatchObject({ error: { kind: 'shutting_down' } });
+    await stopping;
+    running = undefined;
+  });
+});
+
+/** spawnServer runs the real entry point in a child, with `ulimit -n` raised for it. */
+function spawnServer(env: Record<string, string>) {
+  const child = spawn(
+    'bash',
+    ['-c', `ulimit -n 20000 2>/dev/null; exec "${process.execPath}" --import tsx src/server.ts`],
+    {
+      cwd: repoRoot,
+      env: { ...process.env, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  children.push(child);
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => {
+      resolve(code);
+    }),
+  );
+  const port = waitFor(
+    'listening',
+    () => /"msg":"Server listening at http:\/\/127\.0\.0\.1:(\d+)"/.test(output),
+    20_000,
+  ).then(() => Number(/127\.0\.0\.1:(\d+)/.exec(output)?.[1]));
+  return { child, port, exited, output: () => output };
+}
+
+describe('the server process', () => {
+  it('drains on SIGTERM and exits 0; /readyz turns 503 during the drain while /healthz stays 200', async () => {
+    const server = spawnServer({ DRAIN_TIMEOUT_MS: '5000' });
+    const port = await server.port;
+    const inFlight = postOrder(port, {
+      order_id: uniqueId('drain-me'),
+      amount: 1,
+      delay_ms: { payment: 400, vendor: 0, courier: 0 },
+    });
+    // The order has reached the server (its body comes in the same packet) before the signal.
+    await waitFor('order received', () => server.output().includes('incoming request'), 5000);
+    server.child.kill('SIGTERM');
+    await waitFor('draining', () => server.output().includes('shutting down'), 5000);
+    const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
+    const health = await fetch(`http://127.0.0.1:${port}/healthz`);
+    expect([ready.status, health.status]).toEqual([503, 200]);
+    expect((await inFlight).status).toBe(200);
+    expect(await server.exited).toBe(0);
+  }, 30_000);
+
+  it('a second signal exits at once', async () => {
+    const server = spawnServer({ DRAIN_TIMEOUT_MS: '60000' });
+    const port = await server.port;
+    void postOrder(port, {
+      order_id: uniqueId('held'),
+      amount: 1,
+      delay_ms: { payment: 60_000 },
+    }).catch(() => undefined);
+    await waitFor('order received', () => server.output().includes('incoming request'), 5000);
+    server.child.kill('SIGTERM');
+    await waitFor('draining', () => server.output().includes('shutting down'), 5000);
+    server.child.kill('SIGTERM');
+    expect(await server.exited).toBe(1);
+    expect(server.output()).toContain('second signal');
+  }, 30_000);
+
+  it('holds 10,000 concurrent keep-alive connections without errors', async () => {
+    const server = spawnServer({ KEEP_ALIVE_TIMEOUT_MS: '60000' });
+    const port = await server.port;
+    const total = 10_000;
+    const open: Socket[] = [];
+    let errors = 0;
+    // Opened in batches so the listen backlog is not flooded.
+    for (let i = 0; i < total; i += 500) {
+      const batch = await Promise.all(
+        Array.from(
+          { length: Math.min(500, total - i) },
+          () =>
+            new Promise<Socket>((resolve, reject) => {
+              const socket = connect(port, '127.0.0.1', () => {
+                socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n');
+              });
+              let received = '';
+              socket.on('data', (chunk: Buffer) => {
+                received += chunk.toString('latin1');
+                if (received.includes('{"status":"ok"}')) resolve(socket);
+              });
+              socket.once('error', (error) => {
+                errors++;
+                reject(error);
+              });
+              socket.once('close', () => {
+                reject(new Error('closed early'));
+              });
+            }),
+        ),
+      );
+      open.push(...batch);
+      sockets.push(...batch);
+    }
+    expect(open.length).toBe(total);
+    // Every connection is still open and still served on its kept-alive socket.
+    const probe = open[total - 1] as Socket;
+    const again = new Promise<string>((resolve) => {
+      probe.once('data', (chunk: Buffer) => {
+        resolve(chunk.toString('latin1'));
+      });
+    });
+    probe.write('GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n');
+    expect(await again).toMatch(/^HTTP\/1\.1 200/);
+    expect(open.every((socket) => !socket.destroyed)).toBe(true);
+    expect(errors).toBe(0);
+    for (const socket of open) socket.destroy();
+  }, 60_000);
+});
