@@ -6,7 +6,7 @@ import { observabilityOptions, observeOrderService } from './observability/obser
 import type { Admission } from './order/admission.js';
 import type { OrderService } from './order/order-service.js';
 import { orderFromRecordedRequest } from './http/recorded-orders.js';
-import { OrderLedger } from './store/order-ledger.js';
+import { OrderLedger, type LedgerHooks } from './store/order-ledger.js';
 import { openOrderStore } from './store/open-order-store.js';
 
 /**
@@ -43,7 +43,7 @@ export async function startOrderServer(config: Config, logger = pino()): Promise
     courierQueueLimit: config.courierQueueLimit,
     abandonGraceMs: config.abandonGraceMs,
   });
-  const ledger = await startLedger(service, config, logger);
+  const ledger = await startLedger(service, config, logger, observability.metrics?.ledgerHooks());
   const app = buildApp({
     ledger,
     service,
@@ -86,6 +86,7 @@ async function startLedger(
   service: OrderService,
   config: Config,
   logger: pino.Logger,
+  hooks: LedgerHooks | undefined,
 ): Promise<OrderLedger> {
   const store = await openOrderStore(config);
   const ledger = new OrderLedger({
@@ -100,6 +101,7 @@ async function startLedger(
     compensationRetryBaseMs: config.compensationRetryBaseMs,
     sweepIntervalMs: Math.min(1000, Math.floor(config.orderLeaseMs / 3)),
     logger,
+    hooks,
   });
   try {
     await ledger.start();

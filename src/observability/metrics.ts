@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { Pool } from '../core/semaphore.js';
 import { errorKinds } from '../order/errors.js';
 import type { StepStatus } from '../order/pipeline.js';
+import type { LedgerHooks } from '../store/order-ledger.js';
 import type { PoolWait } from './observed-pool.js';
 import type { OrderRecord } from './order-record.js';
 
@@ -49,6 +50,9 @@ export class OrderMetrics {
   readonly #stepDuration: Histogram<'step' | 'status'>;
   readonly #stepChildren = new Map<string, Map<string, Histogram.Internal<'step' | 'status'>>>();
   readonly #courierWait: Record<'acquired' | 'canceled', Histogram.Internal<string>>;
+  readonly #compensations: Counter<'step' | 'result'>;
+  readonly #operatorFlags: Counter<'step'>;
+  readonly #ordersRecovered: Counter;
 
   constructor(options: OrderMetricsOptions) {
     const registers = [this.registry];
@@ -152,6 +156,24 @@ export class OrderMetrics {
       });
     }
 
+    this.#compensations = new Counter({
+      name: `${metricsPrefix}compensations_total`,
+      help: 'Compensation attempts, by step and result (compensated, compensation_failed).',
+      labelNames: ['step', 'result'],
+      registers,
+    });
+    this.#operatorFlags = new Counter({
+      name: `${metricsPrefix}operator_flags_total`,
+      help: 'Compensations that exhausted their retries and were flagged for an operator.',
+      labelNames: ['step'],
+      registers,
+    });
+    this.#ordersRecovered = new Counter({
+      name: `${metricsPrefix}orders_recovered_total`,
+      help: 'Orders left running by a dead instance, failed as interrupted and compensated.',
+      registers,
+    });
+
     if (options.defaultMetrics === true) collectDefaultMetrics({ register: this.registry });
   }
 
@@ -187,6 +209,21 @@ export class OrderMetrics {
       byStatus.set(status, child);
     }
     return child;
+  }
+
+  /** ledgerHooks feeds the order ledger's compensations, operator flags and recoveries in. */
+  ledgerHooks(): LedgerHooks {
+    return {
+      compensationAttempted: (step, result) => {
+        this.#compensations.labels(step, result).inc();
+      },
+      operatorFlagged: (_orderId, step) => {
+        this.#operatorFlags.labels(step).inc();
+      },
+      orderRecovered: () => {
+        this.#ordersRecovered.inc();
+      },
+    };
   }
 
   /** scrape renders every metric in the Prometheus text format. */

@@ -172,3 +172,28 @@ describe('GET /metrics', () => {
     }
   });
 });
+
+describe('ledger metrics', () => {
+  it('count compensations by step and result, operator flags and recovered orders', async () => {
+    const test = build();
+    const metrics = test.observability.metrics;
+    if (metrics === undefined) throw new Error('metrics are on by default');
+    const hooks = metrics.ledgerHooks();
+    hooks.compensationAttempted?.('payment', 'compensation_failed');
+    hooks.compensationAttempted?.('payment', 'compensated');
+    hooks.compensationAttempted?.('payment', 'compensated');
+    hooks.operatorFlagged?.('o-1', 'vendor');
+    hooks.orderRecovered?.('o-2');
+
+    const text = await scrape(test);
+    const got = (series: string): number | undefined => sample(text, series);
+    expect(got('order_pipeline_compensations_total{step="payment",result="compensated"}')).toBe(2);
+    expect(
+      got('order_pipeline_compensations_total{step="payment",result="compensation_failed"}'),
+    ).toBe(1);
+    expect(got('order_pipeline_operator_flags_total{step="vendor"}')).toBe(1);
+    expect(got('order_pipeline_orders_recovered_total')).toBe(1);
+    // The order id is never a label.
+    expect(text).not.toContain('o-1');
+  });
+});
