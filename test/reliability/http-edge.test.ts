@@ -108,7 +108,7 @@ describe('HTTP edge limits', () => {
 
 describe('drain', () => {
   it('shutDown refuses new orders with shutting_down, lets the ones in flight finish, then closes', async () => {
-    const { port } = await start({ DRAIN_TIMEOUT_MS: '5000' });
+    const { port } = await start({ DRAIN_TIMEOUT_MS: '5000', REQUEST_TIMEOUT_MS: '10000' });
     const inFlight = postOrder(port, {
       order_id: uniqueId('slow'),
       amount: 1,
