@@ -216,10 +216,11 @@ export class Pipeline<Order> {
   }
 
   /**
-   * runStep runs one step and records how it ended in `slot`. A failure is handed to the
-   * group with `group.abort`, which is what a rejected task does, without being thrown again:
-   * the returned promise always fulfills, so the cancel path pays for no exception. A step
-   * that throws, or returns something other than a promise, fails like one that rejects.
+   * runStep starts one step and returns its promise for the group. The step's result is
+   * written to `slot` by a callback registered before the group's own, so the group sees the
+   * step settle only once its slot is filled, one turn sooner than if the group waited on a
+   * promise chained after the slot. A step that throws, or returns something other than a
+   * promise, fails like one that rejects.
    */
   #runStep(
     step: Step<Order>,
@@ -229,7 +230,7 @@ export class Pipeline<Order> {
     startedAt: number,
     onSettled: ((result: StepResult) => void) | undefined,
     group: TaskGroup,
-  ): Promise<void> {
+  ): Promise<unknown> {
     this.#tracker?.enter();
     let result: unknown;
     try {
@@ -241,10 +242,11 @@ export class Pipeline<Order> {
     const running = isPromiseLike(result)
       ? Promise.resolve(result)
       : Promise.reject(new TypeError(`step ${step.name} did not return a promise`));
-    return running.then(
+    // Neither callback throws, so the promise then() returns never rejects.
+    void running.then(
       () => {
         slot.status = 'ok';
-        this.#stepSettled(slot, cancel, startedAt, onSettled);
+        this.#stepSettled(slot, cancel, startedAt, onSettled, group);
       },
       (error: unknown) => {
         // A step that fails after the order was aborted was stopped by that abort.
@@ -254,10 +256,10 @@ export class Pipeline<Order> {
           slot.status = 'error';
           slot.detail = kindOf(error);
         }
-        this.#stepSettled(slot, cancel, startedAt, onSettled);
-        group.abort(error);
+        this.#stepSettled(slot, cancel, startedAt, onSettled, group);
       },
     );
+    return running;
   }
 
   #stepSettled(
@@ -265,12 +267,19 @@ export class Pipeline<Order> {
     cancel: Cancellation,
     startedAt: number,
     onSettled: ((result: StepResult) => void) | undefined,
+    group: TaskGroup,
   ): void {
     slot.durationMs = this.#now() - startedAt;
-    onSettled?.({ ...slot });
     // Only an aborted order can have abandoned steps: the happy path reads one field.
     if (cancel.aborted && abandonedSlots.delete(slot)) this.#tracker?.leaveAbandoned();
     else this.#tracker?.leave();
+    try {
+      onSettled?.({ ...slot });
+    } catch (error) {
+      // onSettled must not throw; if it does, the order fails with its error, as it would
+      // have failed with the step's (the group has not yet seen this step settle).
+      group.abort(error);
+    }
   }
 }
 
