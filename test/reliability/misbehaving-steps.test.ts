@@ -180,7 +180,10 @@ describe('a step that ignores cancellation', () => {
     const pipeline = new Pipeline<TestOrder>([stopsOnAbort('payment'), vendor.step], {
       abandonGraceMs: 100,
     });
-    const running = pipeline.run({ id: 'o' }, { parent, deadlineMs });
+    const running = pipeline.run(
+      { id: 'o' },
+      { ...(parent ? { parent } : {}), ...(deadlineMs === undefined ? {} : { deadlineMs }) },
+    );
     parent?.abort(new OrderError('canceled', 'client went away'));
     await vi.advanceTimersByTimeAsync(150);
     const outcome = await running;

@@ -119,7 +119,7 @@ describe('pipeline properties over random schedules', () => {
             setTimeout(() => parent.abort(new OrderError('canceled', 'gone')), parentAbortAt);
           }
           const answer: { outcome?: OrderOutcome; rejected?: unknown } = {};
-          pipeline.run({}, { parent, deadlineMs }).then(
+          pipeline.run({}, { parent, ...(deadlineMs === undefined ? {} : { deadlineMs }) }).then(
             (value) => (answer.outcome = value),
             (error: unknown) => (answer.rejected = error ?? 'rejected'),
           );
