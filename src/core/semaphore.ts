@@ -32,19 +32,26 @@ export interface Pool {
 interface Waiter {
   resolve: (permit: Permit) => void;
   removeListener: (() => void) | undefined;
+  /** False once the waiter has been granted a slot or has left on abort. */
+  queued: boolean;
 }
 
 /**
  * Semaphore is a counting semaphore with a FIFO wait queue: the project's in-process
  * courier pool.
  *
- * The queue is a Set: insertion order gives FIFO, and an aborted waiter is deleted in O(1)
- * wherever it stands.
+ * The queue is an array read from a moving head. An aborted waiter is only marked as gone
+ * (O(1) wherever it stands) and skipped when it reaches the head; the array is compacted once
+ * the gone outnumber the queued, so aborts cannot make it grow without bound. (A Set would
+ * also delete in O(1), but a Set drained from the front scans its deleted entries on every
+ * read of its first element.)
  */
 export class Semaphore implements Pool {
   readonly size: number;
   #inUse = 0;
-  readonly #waiters = new Set<Waiter>();
+  #queue: Waiter[] = [];
+  #head = 0;
+  #waiting = 0;
 
   /** The size must be a positive safe integer; anything else throws a RangeError. */
   constructor(size: number) {
@@ -59,12 +66,12 @@ export class Semaphore implements Pool {
   }
 
   get waiting(): number {
-    return this.#waiters.size;
+    return this.#waiting;
   }
 
   acquire(cancel?: Cancellation): Promise<Permit> {
     if (cancel?.aborted === true) return Promise.reject(cancel.reason);
-    if (this.#inUse < this.size && this.#waiters.size === 0) {
+    if (this.#inUse < this.size && this.#waiting === 0) {
       this.#inUse++;
       return Promise.resolve(this.#permit());
     }
@@ -73,11 +80,14 @@ export class Semaphore implements Pool {
 
   async #wait(cancel: Cancellation | undefined): Promise<Permit> {
     const permit = await new Promise<Permit>((resolve, reject) => {
-      const waiter: Waiter = { resolve, removeListener: undefined };
-      this.#waiters.add(waiter);
+      const waiter: Waiter = { resolve, removeListener: undefined, queued: true };
+      this.#queue.push(waiter);
+      this.#waiting++;
       if (cancel !== undefined) {
         waiter.removeListener = cancel.onAbort((reason) => {
-          this.#waiters.delete(waiter);
+          waiter.queued = false;
+          this.#waiting--;
+          this.#compact();
           reject(reason);
         });
       }
@@ -106,12 +116,33 @@ export class Semaphore implements Pool {
     // Hand the slot straight to the first waiter, so a newcomer cannot overtake the queue.
     // The waiter's abort listener is removed before it is resolved, so an abort can no
     // longer reject it; #wait gives the slot back if the abort lands before it resumes.
-    for (const waiter of this.#waiters) {
-      this.#waiters.delete(waiter);
+    while (this.#head < this.#queue.length) {
+      const waiter = this.#queue[this.#head++] as Waiter;
+      if (!waiter.queued) continue;
+      waiter.queued = false;
+      this.#waiting--;
+      this.#compact();
       waiter.removeListener?.();
       waiter.resolve(this.#permit());
       return;
     }
     this.#inUse--;
+    this.#compact();
+  }
+
+  /**
+   * compact drops the entries of granted and aborted waiters once they outnumber the queued
+   * ones, so the array stays within twice the queue.
+   */
+  #compact(): void {
+    const length = this.#queue.length;
+    if (length === 0) return;
+    if (this.#waiting === 0) {
+      this.#queue = [];
+      this.#head = 0;
+    } else if (length > 64 && this.#waiting * 2 < length) {
+      this.#queue = this.#queue.filter((waiter, i) => i >= this.#head && waiter.queued);
+      this.#head = 0;
+    }
   }
 }
