@@ -147,6 +147,11 @@ export async function inProcessBenchmarks(options: InProcessOptions): Promise<Ro
   const happy = new Pipeline(steps([noop, noop, noop]));
   const cancel = new Pipeline(steps([failAfterAwait, waitStep, waitStep]));
   const cancelAtOnce = new Pipeline(steps([failAtOnce, waitStep, waitStep]));
+  // The same pipelines with a constant clock: what the four clock reads of an order (its
+  // start, then one per step for its duration) cost.
+  const stoppedClock = { now: () => 0 };
+  const happyNoClock = new Pipeline(steps([noop, noop, noop]), stoppedClock);
+  const cancelNoClock = new Pipeline(steps([failAfterAwait, waitStep, waitStep]), stoppedClock);
   const order: Order = { id: 'bench', amount: 100 };
   const zero = { payment: 0, vendor: 0, courier: 0 };
   const simulated = createOrderService({ courierPoolSize: 4, delays: zero });
@@ -154,6 +159,8 @@ export async function inProcessBenchmarks(options: InProcessOptions): Promise<Ro
   add('pipeline happy', () => happy.run(order));
   add('pipeline cancel', () => cancel.run(order));
   add('pipeline cancel at once', () => cancelAtOnce.run(order));
+  add('pipeline happy no clock', () => happyNoClock.run(order));
+  add('pipeline cancel no clock', () => cancelNoClock.run(order));
   add('pipeline simulated', () => simulated.pipeline.run(order));
   add('pipeline simulated fail', () => simulated.pipeline.run(failing));
 
@@ -175,6 +182,7 @@ export async function inProcessBenchmarks(options: InProcessOptions): Promise<Ro
       scenario,
       value: ns(name),
       unit: 'ns',
+      figure: `${Math.round(ns(name))} ns (${(ns(name) / base).toFixed(2)}×)`,
       baseline,
       compare: compare
         .map((other) => `${other.replace(/^.* /, '')} ${Math.round(ns(other))} ns`)
@@ -221,6 +229,12 @@ export async function inProcessBenchmarks(options: InProcessOptions): Promise<Ro
       'pipeline cancel at once',
       [],
     ),
+    perOp(
+      'pipeline happy path, constant clock (cost of the clock reads)',
+      'pipeline happy no clock',
+      [],
+    ),
+    perOp('pipeline cancel path, constant clock', 'pipeline cancel no clock', []),
     perOp('pipeline, simulated steps at 0 ms (courier via pool)', 'pipeline simulated', []),
     perOp('pipeline, simulated steps at 0 ms, vendor fails', 'pipeline simulated fail', []),
   ];
