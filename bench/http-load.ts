@@ -76,6 +76,7 @@ export async function httpBenchmarks(options: { quick: boolean }): Promise<Row[]
     await pool5.stop();
   }
 
+  let floor64: number | undefined;
   const pool128 = await startServer({ COURIER_POOL_SIZE: '128' });
   try {
     await load(`${pool128.url}/bench/floor`, 64, 1); // warm-up
@@ -107,8 +108,34 @@ export async function httpBenchmarks(options: { quick: boolean }): Promise<Row[]
         }),
       );
     }
+    floor64 = rows.find((r) => r.scenario === 'framework floor, 64 connections')?.value;
   } finally {
     await pool128.stop();
+  }
+
+  // The same order load with metrics and the dashboard off: what observing every order costs.
+  const bare = await startServer({
+    COURIER_POOL_SIZE: '128',
+    METRICS_ENABLED: 'false',
+    DASHBOARD_ENABLED: 'false',
+  });
+  try {
+    await load(`${bare.url}/order`, 64, 1); // warm-up
+    const run = await load(`${bare.url}/order`, 64, seconds);
+    rows.push(
+      row({
+        section: 'http',
+        scenario: 'pool 128, delays 1 ms, 64 connections, metrics and dashboard off',
+        value: run.ordersPerSecond,
+        unit: 'orders/s',
+        figure: orders(run),
+        baseline:
+          floor64 === undefined ? '' : `floor ${Math.round(floor64).toLocaleString('en-US')} req/s`,
+        compare: details(run),
+      }),
+    );
+  } finally {
+    await bare.stop();
   }
   return rows;
 }
