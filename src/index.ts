@@ -6,7 +6,7 @@ export {
 } from './core/cancellation.js';
 export { Semaphore, type Permit, type Pool } from './core/semaphore.js';
 export { sleep } from './core/sleep.js';
-export { TaskGroup, type Task } from './core/task-group.js';
+export { TaskGroup, type Task, type TaskSettled } from './core/task-group.js';
 export { Tracker } from './core/tracker.js';
 export { OrderError, errorKinds, kindOf, publicMessage, type ErrorKind } from './order/errors.js';
 export { stepNames, type Order, type StepName } from './order/order.js';

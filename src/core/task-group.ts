@@ -5,6 +5,12 @@ import { isPromiseLike } from './is-promise-like.js';
 export type Task = (cancel: Cancellation) => unknown;
 
 /**
+ * TaskSettled is told how a task ended, before the group counts it as settled: `failed` and
+ * the error, or not failed. It must not throw.
+ */
+export type TaskSettled = (failed: boolean, error?: unknown) => void;
+
+/**
  * TaskGroup runs async tasks that share one cancellation: the errgroup-with-context of this
  * project.
  *
@@ -46,25 +52,43 @@ export class TaskGroup {
    * go starts `task` at once with the group's cancellation. A task that throws synchronously
    * or returns a rejected promise fails the group; a task that returns a non-promise value
    * succeeds with it. Calling go after {@link wait} has been called throws an Error.
+   *
+   * `settled`, if given, is told how the task ended before the group counts it, from the
+   * group's own callback: a caller that records each task's result needs no callback (and
+   * no promise turn) of its own, and the group settles only once every result is recorded.
    */
-  go(task: Task): void {
+  go(task: Task, settled?: TaskSettled): void {
     if (this.#waiting) throw new Error('TaskGroup.go called after wait');
     this.#pending++;
+    const onFulfilled =
+      settled === undefined
+        ? this.#onFulfilled
+        : (): void => {
+            settled(false);
+            this.#onFulfilled();
+          };
+    const onRejected =
+      settled === undefined
+        ? this.#onRejected
+        : (error: unknown): void => {
+            settled(true, error);
+            this.#onRejected(error);
+          };
     let result: unknown;
     try {
       result = task(this.#source);
     } catch (error) {
-      this.#onRejected(error);
+      onRejected(error);
       return;
     }
     if (result instanceof Promise) {
-      result.then(this.#onFulfilled, this.#onRejected);
+      result.then(onFulfilled, onRejected);
     } else if (isPromiseLike(result)) {
       // A foreign thenable may throw from then() or call back twice: Promise.resolve
       // adopts it through the standard guards, so the group counts it exactly once.
-      Promise.resolve(result).then(this.#onFulfilled, this.#onRejected);
+      Promise.resolve(result).then(onFulfilled, onRejected);
     } else {
-      this.#onFulfilled();
+      onFulfilled();
     }
   }
 

@@ -135,8 +135,11 @@ export class Pipeline<Order> {
     for (let i = 0; i < this.#steps.length; i++) {
       const step = this.#steps[i] as Step<Order>;
       const slot = steps[i] as StepResult;
-      group.go((cancel) =>
-        this.#runStep(step, order, cancel, slot, startedAt, options.onStepSettled, group),
+      group.go(
+        (cancel) => this.#runStep(step, order, cancel),
+        (failed, error) => {
+          this.#stepSettled(slot, failed, error, group, startedAt, options.onStepSettled);
+        },
       );
     }
     const answer = (answered: StepResult[], failed: boolean, failure?: unknown): OrderOutcome => {
@@ -216,69 +219,54 @@ export class Pipeline<Order> {
   }
 
   /**
-   * runStep starts one step and returns its promise for the group. The step's result is
-   * written to `slot` by a callback registered before the group's own, so the group sees the
-   * step settle only once its slot is filled, one turn sooner than if the group waited on a
-   * promise chained after the slot. A step that throws, or returns something other than a
-   * promise, fails like one that rejects.
+   * runStep starts one step and returns its promise for the group. A step that throws, or
+   * returns something other than a promise, fails like one that rejects.
    */
-  #runStep(
-    step: Step<Order>,
-    order: Order,
-    cancel: Cancellation,
-    slot: StepResult,
-    startedAt: number,
-    onSettled: ((result: StepResult) => void) | undefined,
-    group: TaskGroup,
-  ): Promise<unknown> {
+  #runStep(step: Step<Order>, order: Order, cancel: Cancellation): unknown {
     this.#tracker?.enter();
     let result: unknown;
     try {
       result = step.run(order, cancel);
     } catch (error) {
-      result = Promise.reject(error);
+      return Promise.reject(error);
     }
-    // Promise.resolve returns a native promise as is and adopts a foreign thenable safely.
-    const running = isPromiseLike(result)
-      ? Promise.resolve(result)
-      : Promise.reject(new TypeError(`step ${step.name} did not return a promise`));
-    // Neither callback throws, so the promise then() returns never rejects.
-    void running.then(
-      () => {
-        slot.status = 'ok';
-        this.#stepSettled(slot, cancel, startedAt, onSettled, group);
-      },
-      (error: unknown) => {
-        // A step that fails after the order was aborted was stopped by that abort.
-        if (cancel.aborted) {
-          slot.status = 'canceled';
-        } else {
-          slot.status = 'error';
-          slot.detail = kindOf(error);
-        }
-        this.#stepSettled(slot, cancel, startedAt, onSettled, group);
-      },
-    );
-    return running;
+    if (isPromiseLike(result)) return result;
+    return Promise.reject(new TypeError(`step ${step.name} did not return a promise`));
   }
 
+  /**
+   * stepSettled records how a step ended in its slot. The group calls it from its own
+   * callback, before it counts the step: the order is answered only once every slot is
+   * written, with no promise turn of the pipeline's own.
+   */
   #stepSettled(
     slot: StepResult,
-    cancel: Cancellation,
+    failed: boolean,
+    error: unknown,
+    group: TaskGroup,
     startedAt: number,
     onSettled: ((result: StepResult) => void) | undefined,
-    group: TaskGroup,
   ): void {
+    const cancel = group.cancellation;
+    if (!failed) {
+      slot.status = 'ok';
+    } else if (cancel.aborted) {
+      // A step that fails after the order was aborted was stopped by that abort.
+      slot.status = 'canceled';
+    } else {
+      slot.status = 'error';
+      slot.detail = kindOf(error);
+    }
     slot.durationMs = this.#now() - startedAt;
     // Only an aborted order can have abandoned steps: the happy path reads one field.
     if (cancel.aborted && abandonedSlots.delete(slot)) this.#tracker?.leaveAbandoned();
     else this.#tracker?.leave();
     try {
       onSettled?.({ ...slot });
-    } catch (error) {
-      // onSettled must not throw; if it does, the order fails with its error, as it would
-      // have failed with the step's (the group has not yet seen this step settle).
-      group.abort(error);
+    } catch (onSettledError) {
+      // onSettled must not throw; if it does, the order fails with its error (the group
+      // counts this step only after this returns).
+      group.abort(onSettledError);
     }
   }
 }
