@@ -6,7 +6,8 @@ export type Task = (cancel: Cancellation) => unknown;
 
 /**
  * TaskSettled is told how a task ended, before the group counts it as settled: `failed` and
- * the error, or not failed. It must not throw.
+ * the error, or not failed. It should not throw; if it does, the group fails with what it
+ * threw (unless it had failed already) and still counts the task.
  */
 export type TaskSettled = (failed: boolean, error?: unknown) => void;
 
@@ -64,14 +65,14 @@ export class TaskGroup {
       settled === undefined
         ? this.#onFulfilled
         : (): void => {
-            settled(false);
+            this.#tell(settled, false, undefined);
             this.#onFulfilled();
           };
     const onRejected =
       settled === undefined
         ? this.#onRejected
         : (error: unknown): void => {
-            settled(true, error);
+            this.#tell(settled, true, error);
             this.#onRejected(error);
           };
     let result: unknown;
@@ -132,6 +133,14 @@ export class TaskGroup {
     this.#finish();
     if (this.#failed) this.#rejectWait?.(this.#error);
     else this.#resolveWait?.();
+  }
+
+  #tell(settled: TaskSettled, failed: boolean, error: unknown): void {
+    try {
+      settled(failed, error);
+    } catch (thrown) {
+      this.#fail(thrown);
+    }
   }
 
   #fail(error: unknown): void {

@@ -60,3 +60,19 @@ describe('TaskGroup.go with a settled callback', () => {
     expect(group.pending).toBe(0);
   });
 });
+
+describe('TaskGroup.go with a settled callback that throws', () => {
+  it('fails the group with what it threw and still counts the task', async () => {
+    const group = new TaskGroup();
+    const thrown = new Error('callback failed');
+    group.go(
+      async () => undefined,
+      () => {
+        throw thrown;
+      },
+    );
+    await expect(group.wait()).rejects.toBe(thrown);
+    expect(group.pending).toBe(0);
+    expect(group.cancellation.aborted).toBe(true);
+  });
+});
