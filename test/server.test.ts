@@ -150,7 +150,7 @@ describe('the server process', () => {
 describe('the test runtime', () => {
   const expectedMajor = process.env['EXPECT_NODE_MAJOR'];
 
-  // CI runs the suite a second time on Node 24 and sets EXPECT_NODE_MAJOR to prove it.
+  // CI runs the suite again on Node 22 and 24 and sets EXPECT_NODE_MAJOR to prove it.
   it.skipIf(expectedMajor === undefined)('is the Node version CI asked for', () => {
     console.log(`test worker runs on Node ${process.version} (${process.execPath})`);
     expect(process.versions.node.split('.')[0]).toBe(expectedMajor);
