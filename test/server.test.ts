@@ -1,110 +1,34 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { postOrder, withoutDurations } from './http/support.js';
+import { killServers, spawnServer, type ServerProcess } from './server-process.js';
 
-// The real entry point, run as its own process the way `npm start` runs it (from the
-// sources through tsx, so no build is needed), with the Node that runs the tests.
-
-const repoRoot = fileURLToPath(new URL('..', import.meta.url));
-
-interface Server {
-  child: ChildProcess;
-  /** Everything the process wrote to stdout and stderr so far. */
-  output: () => string;
-  /** Resolves with the first match of `pattern` in the output; rejects if the process exits first or after `timeoutMs`. */
-  waitForOutput: (pattern: RegExp, timeoutMs?: number) => Promise<RegExpMatchArray>;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-const started: ChildProcess[] = [];
 const dataDirs: string[] = [];
 
 afterEach(async () => {
-  for (const child of started.splice(0)) {
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGKILL');
-      await exited;
-    }
-  }
+  await killServers();
   for (const dir of dataDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
-function startServerProcess(env: Record<string, string>): Server {
-  // Each process records its orders in a directory of its own, removed after the test.
+/**
+ * startServerProcess spawns the server with its default (embedded) store, as `npm start`
+ * does, each in a data directory of its own removed after the test, and with the core
+ * variables unset whatever the test's environment holds.
+ */
+function startServerProcess(env: Record<string, string>): ServerProcess {
   const dataDir = mkdtempSync(join(tmpdir(), 'order-pipeline-server-test-'));
   dataDirs.push(dataDir);
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
-    cwd: repoRoot,
-    env: {
-      ...process.env,
-      HOST: '127.0.0.1',
-      PORT: '0',
-      COURIER_POOL_SIZE: '',
-      REQUEST_TIMEOUT_MS: '',
-      LOG_LEVEL: 'info',
-      DATA_DIR: dataDir,
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  started.push(child);
-  let output = '';
-  const onData = (chunk: Buffer): void => {
-    output += chunk.toString('utf8');
-  };
-  child.stdout.on('data', onData);
-  child.stderr.on('data', onData);
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once('exit', (code, signal) => {
-      resolve({ code, signal });
-    });
-  });
-
-  const waitForOutput = (pattern: RegExp, timeoutMs = 15_000): Promise<RegExpMatchArray> =>
-    new Promise((resolve, reject) => {
-      const check = (): boolean => {
-        const match = pattern.exec(output);
-        if (match === null) return false;
-        cleanUp();
-        resolve(match);
-        return true;
-      };
-      const onExit = (): void => {
-        if (check()) return;
-        cleanUp();
-        reject(new Error(`server exited before printing ${pattern}; output:\n${output}`));
-      };
-      const timer = setTimeout(() => {
-        cleanUp();
-        reject(new Error(`no ${pattern} within ${timeoutMs} ms; output:\n${output}`));
-      }, timeoutMs);
-      const cleanUp = (): void => {
-        clearTimeout(timer);
-        child.stdout.off('data', check);
-        child.stderr.off('data', check);
-        child.off('exit', onExit);
-      };
-      // Registered after onData, so each check sees the chunk that arrived.
-      child.stdout.on('data', check);
-      child.stderr.on('data', check);
-      child.once('exit', onExit);
-      check();
-    });
-
-  return { child, output: () => output, waitForOutput, exited };
+  return spawnServer({ COURIER_POOL_SIZE: '', REQUEST_TIMEOUT_MS: '', DATA_DIR: dataDir, ...env });
 }
 
 describe('the server process', () => {
   it('serves orders, and on SIGTERM lets the order in flight finish with 200, then exits 0', async () => {
     const server = startServerProcess({});
-    const [, port] = await server.waitForOutput(/Server listening at http:\/\/127\.0\.0\.1:(\d+)/);
+    const port = await server.listening();
 
-    const inFlight = postOrder(Number(port), {
+    const inFlight = postOrder(port, {
       order_id: 'drain-1',
       amount: 500,
       delay_ms: { payment: 600, vendor: 0, courier: 0 },

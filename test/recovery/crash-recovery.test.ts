@@ -1,68 +1,18 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { killServers, spawnServer } from '../server-process.js';
 import { createThrowawayDatabase, postgresAvailable } from '../store/postgres-database.js';
 
 const postgresUp = await postgresAvailable();
-const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
-const children: ChildProcess[] = [];
 
-afterAll(() => {
-  for (const child of children) {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  }
-});
-
-interface Server {
-  child: ChildProcess;
-  port: number;
-  exited: Promise<void>;
-}
+afterAll(killServers);
 
 /** startServer spawns the real server and resolves once it listens, with its port. */
-async function startServer(env: Record<string, string>): Promise<Server> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
-    cwd: repoRoot,
-    env: {
-      ...process.env,
-      HOST: '127.0.0.1',
-      PORT: '0',
-      LOG_LEVEL: 'info',
-      REQUEST_TIMEOUT_MS: '30000',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.push(child);
-  const exited = new Promise<void>((resolve) => {
-    child.once('exit', () => {
-      resolve();
-    });
-  });
-  let output = '';
-  const port = await new Promise<number>((resolve, reject) => {
-    const onData = (chunk: Buffer): void => {
-      output += chunk.toString('utf8');
-      const match = /Server listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(output);
-      if (match !== null) {
-        child.stdout.off('data', onData);
-        resolve(Number(match[1]));
-      }
-    };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', (chunk: Buffer) => {
-      output += chunk.toString('utf8');
-    });
-    void exited.then(() => {
-      reject(new Error(`server exited before listening:\n${output}`));
-    });
-  });
-  // Keep draining the pipes so the child never blocks on a full one.
-  child.stdout.resume();
-  return { child, port, exited };
+async function startServer(env: Record<string, string>) {
+  const server = spawnServer({ REQUEST_TIMEOUT_MS: '30000', ...env });
+  return { child: server.child, port: await server.listening(), exited: server.exited };
 }
 
 async function getOrder(port: number, id: string): Promise<RecordedOrder | undefined> {

@@ -1,34 +1,24 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { startOrderServer, type RunningServer } from '../../src/server.js';
 import { postOrder, waitFor } from '../http/support.js';
-
-const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
-
-/** uniqueId makes order ids unique across runs: a server may record every id it has seen. */
-const uniqueId = (prefix: string): string => `${prefix}-${randomUUID()}`;
+import { killServers, spawnServer, type ServerProcess } from '../server-process.js';
 
 let running: RunningServer | undefined;
-const children: ChildProcess[] = [];
 const sockets: Socket[] = [];
 
 afterEach(async () => {
   for (const socket of sockets.splice(0)) socket.destroy();
-  for (const child of children.splice(0)) {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  }
+  await killServers();
   await running?.app.close();
   running = undefined;
 });
 
 async function start(env: Record<string, string>): Promise<{ port: number }> {
   running = await startOrderServer(
-    loadConfig({ HOST: '127.0.0.1', PORT: '0', ...env }),
+    loadConfig({ HOST: '127.0.0.1', PORT: '0', ORDER_STORE: 'memory', ...env }),
     pino({ level: 'silent' }),
   );
   const address = running.app.server.address();
@@ -71,7 +61,7 @@ describe('HTTP edge limits', () => {
       // Meanwhile a normal client is served at once, several times.
       for (let i = 0; i < 3; i++) {
         const answer = await postOrder(port, {
-          order_id: uniqueId(`ok-${i}`),
+          order_id: `ok-${i}`,
           amount: 1,
           delay_ms: { payment: 0, vendor: 0, courier: 0 },
         });
@@ -110,13 +100,13 @@ describe('drain', () => {
   it('shutDown refuses new orders with shutting_down, lets the ones in flight finish, then closes', async () => {
     const { port } = await start({ DRAIN_TIMEOUT_MS: '5000', REQUEST_TIMEOUT_MS: '10000' });
     const inFlight = postOrder(port, {
-      order_id: uniqueId('slow'),
+      order_id: 'slow',
       amount: 1,
       delay_ms: { payment: 200, vendor: 0, courier: 0 },
     });
     await waitFor('order admitted', () => running?.service.admission.inflight === 1);
     const stopping = running?.shutDown();
-    const refused = await postOrder(port, { order_id: uniqueId('late'), amount: 1 });
+    const refused = await postOrder(port, { order_id: 'late', amount: 1 });
     expect(refused.status).toBe(503);
     expect(refused.body).toMatchObject({ error: { kind: 'shutting_down' } });
     expect((await inFlight).status, 'the order in flight finished normally').toBe(200);
@@ -127,7 +117,7 @@ describe('drain', () => {
   it('past DRAIN_TIMEOUT_MS the orders in flight are aborted with shutting_down', async () => {
     const { port } = await start({ DRAIN_TIMEOUT_MS: '50' });
     const inFlight = postOrder(port, {
-      order_id: uniqueId('slower'),
+      order_id: 'slower',
       amount: 1,
       delay_ms: { payment: 60_000 },
     });
@@ -141,73 +131,53 @@ describe('drain', () => {
   });
 });
 
-/** spawnServer runs the real entry point in a child, with `ulimit -n` raised for it. */
-function spawnServer(env: Record<string, string>) {
-  const child = spawn(
-    'bash',
-    ['-c', `ulimit -n 20000 2>/dev/null; exec "${process.execPath}" --import tsx src/server.ts`],
-    {
-      cwd: repoRoot,
-      env: { ...process.env, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  children.push(child);
-  let output = '';
-  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
-  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
-  const exited = new Promise<number | null>((resolve) =>
-    child.once('exit', (code) => {
-      resolve(code);
-    }),
-  );
-  const port = waitFor(
-    'listening',
-    () => /"msg":"Server listening at http:\/\/127\.0\.0\.1:(\d+)"/.test(output),
-    20_000,
-  ).then(() => Number(/127\.0\.0\.1:(\d+)/.exec(output)?.[1]));
-  return { child, port, exited, output: () => output };
+/**
+ * spawnEdgeServer runs the real entry point in a child with `ulimit -n` raised, recording
+ * orders in memory: these tests are about the HTTP edge, not the store.
+ */
+function spawnEdgeServer(env: Record<string, string>): ServerProcess {
+  return spawnServer({ ORDER_STORE: 'memory', ...env }, { maxOpenFiles: 20_000 });
 }
 
 describe('the server process', () => {
   it('drains on SIGTERM and exits 0; /readyz turns 503 during the drain while /healthz stays 200', async () => {
-    const server = spawnServer({ DRAIN_TIMEOUT_MS: '5000' });
-    const port = await server.port;
+    const server = spawnEdgeServer({ DRAIN_TIMEOUT_MS: '5000' });
+    const port = await server.listening();
     const inFlight = postOrder(port, {
-      order_id: uniqueId('drain-me'),
+      order_id: 'drain-me',
       amount: 1,
       delay_ms: { payment: 400, vendor: 0, courier: 0 },
     });
     // The order has reached the server (its body comes in the same packet) before the signal.
-    await waitFor('order received', () => server.output().includes('incoming request'), 5000);
+    await server.waitForOutput(/"msg":"incoming request"/, 5000);
     server.child.kill('SIGTERM');
-    await waitFor('draining', () => server.output().includes('shutting down'), 5000);
+    await server.waitForOutput(/shutting down/, 5000);
     const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
     const health = await fetch(`http://127.0.0.1:${port}/healthz`);
     expect([ready.status, health.status]).toEqual([503, 200]);
     expect((await inFlight).status).toBe(200);
-    expect(await server.exited).toBe(0);
+    expect((await server.exited).code).toBe(0);
   }, 30_000);
 
   it('a second signal exits at once', async () => {
-    const server = spawnServer({ DRAIN_TIMEOUT_MS: '60000' });
-    const port = await server.port;
+    const server = spawnEdgeServer({ DRAIN_TIMEOUT_MS: '60000' });
+    const port = await server.listening();
     void postOrder(port, {
-      order_id: uniqueId('held'),
+      order_id: 'held',
       amount: 1,
       delay_ms: { payment: 60_000 },
     }).catch(() => undefined);
-    await waitFor('order received', () => server.output().includes('incoming request'), 5000);
+    await server.waitForOutput(/"msg":"incoming request"/, 5000);
     server.child.kill('SIGTERM');
-    await waitFor('draining', () => server.output().includes('shutting down'), 5000);
+    await server.waitForOutput(/shutting down/, 5000);
     server.child.kill('SIGTERM');
-    expect(await server.exited).toBe(1);
+    expect((await server.exited).code).toBe(1);
     expect(server.output()).toContain('second signal');
   }, 30_000);
 
   it('holds 10,000 concurrent keep-alive connections without errors', async () => {
-    const server = spawnServer({ KEEP_ALIVE_TIMEOUT_MS: '60000' });
-    const port = await server.port;
+    const server = spawnEdgeServer({ KEEP_ALIVE_TIMEOUT_MS: '60000' });
+    const port = await server.listening();
     const total = 10_000;
     const open: Socket[] = [];
     let errors = 0;
