@@ -1,46 +1,84 @@
 import type {
   BeginInput,
   BeginResult,
+  CompensationStatus,
   CompensationUpdate,
   DueCompensation,
   FinishInput,
+  OrderState,
   OrderStore,
   StepUpdate,
   StoredOrder,
   StoredStep,
+  StoredStepStatus,
 } from './order-store.js';
 
-type MutableOrder = { -readonly [K in keyof StoredOrder]: StoredOrder[K] } & {
-  steps: StoredStep[];
-};
+/** How many finished, settled orders a {@link MemoryOrderStore} keeps by default. */
+export const defaultMaxFinishedOrders = 100_000;
+
+export interface MemoryOrderStoreOptions {
+  /**
+   * The most finished orders whose compensations are all settled that the store keeps; past
+   * it the oldest such order is forgotten. A positive integer, or Infinity to keep them all.
+   */
+  readonly maxFinishedOrders?: number;
+}
 
 /**
  * MemoryOrderStore keeps orders in a Map: the same contract as the SQL stores, nothing
- * durable. For tests of the HTTP layer and for embedding without persistence. Every method
- * completes synchronously before its promise settles, so concurrent calls are atomic.
- * Returned orders are copies: mutating them does not change the store.
+ * durable. For tests and benchmarks. Every method completes synchronously before its promise
+ * settles, so concurrent calls are atomic.
+ *
+ * Returned orders are copies: mutating them does not change the store. Requests and outcomes
+ * are kept as JSON text, as the SQL stores keep them, so they read back the same way and a
+ * caller mutating what it passed in cannot change the record.
+ *
+ * Retention is bounded: beyond `maxFinishedOrders` finished orders whose compensations are
+ * all settled, the one finished longest ago is forgotten, and with it the idempotency of its
+ * id (a resubmission runs anew). Running orders and orders with a compensation still open —
+ * pending, being retried or flagged for an operator — are never forgotten. Orphan and
+ * due-compensation lookups visit only running orders and orders with a claimable
+ * compensation, so their cost does not grow with history.
+ *
+ * The constructor throws a RangeError if `maxFinishedOrders` is not a positive integer or
+ * Infinity.
  */
 export class MemoryOrderStore implements OrderStore {
   readonly shared = false;
-  readonly #orders = new Map<string, MutableOrder>();
+  readonly #maxFinishedOrders: number;
+  readonly #orders = new Map<string, OrderRecord>();
+  /** Orders in `running` state: the only candidates of {@link claimOrphans}. */
+  readonly #running = new Set<OrderRecord>();
+  /** Finished orders with a compensation to claim (open, not flagged). */
+  readonly #compensating = new Set<OrderRecord>();
+  /** Finished orders with nothing left open, oldest first: the ones that may be forgotten. */
+  readonly #settled = new Set<OrderRecord>();
+
+  constructor(options: MemoryOrderStoreOptions = {}) {
+    const max = options.maxFinishedOrders ?? defaultMaxFinishedOrders;
+    if (max !== Infinity && (!Number.isInteger(max) || max < 1)) {
+      throw new RangeError(
+        `maxFinishedOrders must be a positive integer or Infinity, got ${String(max)}`,
+      );
+    }
+    this.#maxFinishedOrders = max;
+  }
+
+  /** size is the number of orders kept, in any state. */
+  get size(): number {
+    return this.#orders.size;
+  }
 
   begin(input: BeginInput): Promise<BeginResult> {
     const existing = this.#orders.get(input.orderId);
-    if (existing !== undefined) return Promise.resolve({ created: false, order: copy(existing) });
-    const order: MutableOrder = {
-      orderId: input.orderId,
-      requestHash: input.requestHash,
-      request: structuredClone(input.request),
-      state: 'running',
-      attempt: 1,
-      owner: input.owner,
-      leaseUntil: input.leaseUntil,
-      steps: freshSteps(input),
-      createdAt: input.now,
-      updatedAt: input.now,
-    };
+    if (existing !== undefined) {
+      return Promise.resolve({ created: false, order: existing.snapshot() });
+    }
+    const order = new OrderRecord(input);
     this.#orders.set(input.orderId, order);
-    return Promise.resolve({ created: true, order: copy(order) });
+    this.#running.add(order);
+    // The caller's own request object goes back to it: the store keeps only its JSON.
+    return Promise.resolve({ created: true, order: order.copyWith(input.request) });
   }
 
   restart(input: BeginInput): Promise<StoredOrder | undefined> {
@@ -53,52 +91,36 @@ export class MemoryOrderStore implements OrderStore {
     ) {
       return Promise.resolve(undefined);
     }
-    Object.assign(order, {
-      state: 'running',
-      attempt: order.attempt + 1,
-      owner: input.owner,
-      leaseUntil: input.leaseUntil,
-      errorKind: undefined,
-      outcome: undefined,
-      finishedAt: undefined,
-      steps: freshSteps(input),
-      updatedAt: input.now,
-    });
-    return Promise.resolve(copy(order));
+    order.restart(input);
+    this.#reindex(order);
+    return Promise.resolve(order.snapshot());
   }
 
   recordStep(orderId: string, owner: string, step: StepUpdate, now: number): Promise<void> {
     const order = this.#orders.get(orderId);
-    if (order?.state === 'running' && order.owner === owner) updateStep(order, step, now);
+    if (order?.state === 'running' && order.owner === owner) order.updateStep(step, now);
     return Promise.resolve();
   }
 
   finish(input: FinishInput): Promise<boolean> {
     const order = this.#orders.get(input.orderId);
     if (order?.state !== 'running' || order.owner !== input.owner) return Promise.resolve(false);
-    Object.assign(order, {
-      state: 'finished',
-      errorKind: input.errorKind,
-      outcome: structuredClone(input.outcome),
-      owner: undefined,
-      leaseUntil: undefined,
-      finishedAt: input.now,
-      updatedAt: input.now,
-    });
-    for (const step of input.steps) updateStep(order, step, input.now);
-    for (const update of input.compensations) updateCompensation(order, update, input.now);
+    order.finish(input);
+    this.#reindex(order);
     return Promise.resolve(true);
   }
 
   recordCompensation(orderId: string, update: CompensationUpdate, now: number): Promise<void> {
     const order = this.#orders.get(orderId);
-    if (order !== undefined) updateCompensation(order, update, now);
+    if (order !== undefined) {
+      order.updateCompensation(update, now);
+      this.#reindex(order);
+    }
     return Promise.resolve();
   }
 
   get(orderId: string): Promise<StoredOrder | undefined> {
-    const order = this.#orders.get(orderId);
-    return Promise.resolve(order === undefined ? undefined : copy(order));
+    return Promise.resolve(this.#orders.get(orderId)?.snapshot());
   }
 
   renewLeases(
@@ -124,14 +146,14 @@ export class MemoryOrderStore implements OrderStore {
     options: { anyOwner?: boolean } = {},
   ): Promise<StoredOrder[]> {
     const claimed: StoredOrder[] = [];
-    for (const order of this.#orders.values()) {
+    for (const order of this.#running) {
       const expired = order.leaseUntil === undefined || order.leaseUntil < now;
-      if (order.state !== 'running' || order.owner === owner) continue;
+      if (order.owner === owner) continue;
       if (options.anyOwner !== true && !expired) continue;
       order.owner = owner;
       order.leaseUntil = leaseUntil;
       order.updatedAt = now;
-      claimed.push(copy(order));
+      claimed.push(order.snapshot());
     }
     return Promise.resolve(claimed);
   }
@@ -141,24 +163,20 @@ export class MemoryOrderStore implements OrderStore {
     claimUntil: number,
     limit: number,
   ): Promise<DueCompensation[]> {
-    const due: { order: MutableOrder; index: number; at: number }[] = [];
-    for (const order of this.#orders.values()) {
-      if (order.state !== 'finished') continue;
-      order.steps.forEach((step, index) => {
+    const due: { order: OrderRecord; step: StepRecord; at: number }[] = [];
+    for (const order of this.#compensating) {
+      for (const step of order.steps) {
         const at = step.nextCompensationAt;
-        if (isOpen(step.compensation) && !step.needsOperator && at !== undefined && at <= now) {
-          due.push({ order, index, at });
-        }
-      });
+        if (isClaimable(step) && at !== undefined && at <= now) due.push({ order, step, at });
+      }
     }
     due.sort((a, b) => a.at - b.at);
     return Promise.resolve(
-      due.slice(0, limit).map(({ order, index }) => {
-        const step = order.steps[index] as StoredStep;
-        order.steps[index] = { ...step, nextCompensationAt: claimUntil };
+      due.slice(0, limit).map(({ order, step }) => {
+        step.nextCompensationAt = claimUntil;
         return {
           orderId: order.orderId,
-          request: structuredClone(order.request),
+          request: JSON.parse(order.requestJson) as unknown,
           name: step.name,
           attempts: step.compensationAttempts,
         };
@@ -169,51 +187,185 @@ export class MemoryOrderStore implements OrderStore {
   close(): Promise<void> {
     return Promise.resolve();
   }
+
+  /**
+   * reindex files the order under the lookups its state calls for after a write, and forgets
+   * the oldest settled orders beyond the cap.
+   */
+  #reindex(order: OrderRecord): void {
+    this.#running.delete(order);
+    this.#compensating.delete(order);
+    this.#settled.delete(order);
+    if (order.state === 'running') {
+      this.#running.add(order);
+      return;
+    }
+    if (order.steps.some(isClaimable)) this.#compensating.add(order);
+    if (!order.steps.some((step) => isOpen(step.compensation))) {
+      // Deleted and added again: a Set iterates in insertion order, so the oldest comes first.
+      this.#settled.add(order);
+      if (this.#settled.size > this.#maxFinishedOrders) {
+        for (const oldest of this.#settled) {
+          this.#settled.delete(oldest);
+          this.#orders.delete(oldest.orderId);
+          break;
+        }
+      }
+    }
+  }
 }
 
-function freshSteps(input: BeginInput): StoredStep[] {
-  return input.stepNames.map((name) => ({
-    name,
-    status: 'running',
-    compensation: 'not_needed',
-    compensationAttempts: 0,
-    needsOperator: false,
-    updatedAt: input.now,
-  }));
+/**
+ * StepRecord is the store's own, mutable record of a step, of one fixed shape; callers only
+ * ever see {@link StepRecord.snapshot}s.
+ */
+class StepRecord {
+  readonly name: string;
+  status: StoredStepStatus = 'running';
+  detail: string | undefined = undefined;
+  durationMs: number | undefined = undefined;
+  compensation: CompensationStatus = 'not_needed';
+  compensationAttempts = 0;
+  nextCompensationAt: number | undefined = undefined;
+  compensationError: string | undefined = undefined;
+  needsOperator = false;
+  updatedAt: number;
+
+  constructor(name: string, now: number) {
+    this.name = name;
+    this.updatedAt = now;
+  }
+
+  snapshot(): StoredStep {
+    return {
+      name: this.name,
+      status: this.status,
+      detail: this.detail,
+      durationMs: this.durationMs,
+      compensation: this.compensation,
+      compensationAttempts: this.compensationAttempts,
+      nextCompensationAt: this.nextCompensationAt,
+      compensationError: this.compensationError,
+      needsOperator: this.needsOperator,
+      updatedAt: this.updatedAt,
+    };
+  }
 }
 
-function isOpen(compensation: StoredStep['compensation']): boolean {
+/** OrderRecord is the store's own, mutable record of an order. */
+class OrderRecord {
+  readonly orderId: string;
+  readonly requestHash: string;
+  readonly requestJson: string;
+  state: OrderState = 'running';
+  attempt = 1;
+  owner: string | undefined;
+  leaseUntil: number | undefined;
+  errorKind: string | undefined = undefined;
+  outcomeJson: string | undefined = undefined;
+  steps: StepRecord[];
+  readonly createdAt: number;
+  updatedAt: number;
+  finishedAt: number | undefined = undefined;
+
+  constructor(input: BeginInput) {
+    this.orderId = input.orderId;
+    this.requestHash = input.requestHash;
+    this.requestJson = JSON.stringify(input.request);
+    this.owner = input.owner;
+    this.leaseUntil = input.leaseUntil;
+    this.steps = freshSteps(input);
+    this.createdAt = input.now;
+    this.updatedAt = input.now;
+  }
+
+  restart(input: BeginInput): void {
+    this.state = 'running';
+    this.attempt += 1;
+    this.owner = input.owner;
+    this.leaseUntil = input.leaseUntil;
+    this.errorKind = undefined;
+    this.outcomeJson = undefined;
+    this.finishedAt = undefined;
+    this.steps = freshSteps(input);
+    this.updatedAt = input.now;
+  }
+
+  finish(input: FinishInput): void {
+    this.state = 'finished';
+    this.errorKind = input.errorKind;
+    this.outcomeJson = input.outcome === undefined ? undefined : JSON.stringify(input.outcome);
+    this.owner = undefined;
+    this.leaseUntil = undefined;
+    this.finishedAt = input.now;
+    this.updatedAt = input.now;
+    for (const step of input.steps) this.updateStep(step, input.now);
+    for (const update of input.compensations) this.updateCompensation(update, input.now);
+  }
+
+  updateStep(update: StepUpdate, now: number): void {
+    const step = this.#step(update.name);
+    if (step === undefined) return;
+    step.status = update.status;
+    step.detail = update.detail;
+    step.durationMs = update.durationMs;
+    step.updatedAt = now;
+  }
+
+  updateCompensation(update: CompensationUpdate, now: number): void {
+    const step = this.#step(update.name);
+    if (step === undefined) return;
+    step.compensation = update.compensation;
+    step.compensationAttempts = update.attempts;
+    step.nextCompensationAt = update.nextAttemptAt;
+    step.compensationError = update.error;
+    step.needsOperator = update.needsOperator === true;
+    step.updatedAt = now;
+  }
+
+  #step(name: string): StepRecord | undefined {
+    for (const step of this.steps) if (step.name === name) return step;
+    return undefined;
+  }
+
+  /** snapshot is a copy of the order for a caller. */
+  snapshot(): StoredOrder {
+    return this.copyWith(JSON.parse(this.requestJson) as unknown);
+  }
+
+  /**
+   * copyWith is a copy of the order with `request` as its request: the order's own request
+   * as the caller gave it, so handing it back shares nothing with the store.
+   */
+  copyWith(request: unknown): StoredOrder {
+    return {
+      orderId: this.orderId,
+      requestHash: this.requestHash,
+      request,
+      state: this.state,
+      attempt: this.attempt,
+      owner: this.owner,
+      leaseUntil: this.leaseUntil,
+      errorKind: this.errorKind,
+      outcome:
+        this.outcomeJson === undefined ? undefined : (JSON.parse(this.outcomeJson) as unknown),
+      steps: this.steps.map((step) => step.snapshot()),
+      createdAt: this.createdAt,
+      updatedAt: this.updatedAt,
+      finishedAt: this.finishedAt,
+    };
+  }
+}
+
+function freshSteps(input: BeginInput): StepRecord[] {
+  return input.stepNames.map((name) => new StepRecord(name, input.now));
+}
+
+function isOpen(compensation: CompensationStatus): boolean {
   return compensation === 'pending' || compensation === 'compensation_failed';
 }
 
-function updateStep(order: MutableOrder, update: StepUpdate, now: number): void {
-  const index = order.steps.findIndex((step) => step.name === update.name);
-  const step = order.steps[index];
-  if (step === undefined) return;
-  order.steps[index] = {
-    ...step,
-    status: update.status,
-    detail: update.detail,
-    durationMs: update.durationMs,
-    updatedAt: now,
-  };
-}
-
-function updateCompensation(order: MutableOrder, update: CompensationUpdate, now: number): void {
-  const index = order.steps.findIndex((step) => step.name === update.name);
-  const step = order.steps[index];
-  if (step === undefined) return;
-  order.steps[index] = {
-    ...step,
-    compensation: update.compensation,
-    compensationAttempts: update.attempts,
-    nextCompensationAt: update.nextAttemptAt,
-    compensationError: update.error,
-    needsOperator: update.needsOperator === true,
-    updatedAt: now,
-  };
-}
-
-function copy(order: MutableOrder): StoredOrder {
-  return structuredClone(order);
+/** isClaimable: the step's compensation is open and not waiting for an operator. */
+function isClaimable(step: StepRecord): boolean {
+  return isOpen(step.compensation) && !step.needsOperator;
 }
