@@ -12,8 +12,10 @@ export interface Config {
   readonly courierPoolSize: number;
   /** Deadline of one order, in milliseconds. */
   readonly requestTimeoutMs: number;
-  /** Serves the benchmarks' framework floor, `POST /bench/floor` (BENCH_FLOOR_ROUTE=1). */
-  readonly benchFloorRoute?: boolean;
+  /** Serves the benchmarks' framework floor, `POST /bench/floor` (BENCH_FLOOR_ROUTE). */
+  readonly benchFloorRoute: boolean;
+  /** pino log level (LOG_LEVEL): `fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`. */
+  readonly logLevel: LogLevel;
   /** Prometheus metrics at `GET /metrics` (METRICS_ENABLED). */
   readonly metricsEnabled: boolean;
   /** The live dashboard at `GET /` and its timeline of recent orders (DASHBOARD_ENABLED). */
@@ -60,11 +62,18 @@ export interface Config {
 export const orderStoreKinds = ['pglite', 'postgres', 'memory'] as const;
 export type OrderStoreKind = (typeof orderStoreKinds)[number];
 
+/** The log levels LOG_LEVEL accepts: pino's own, and `silent` for none. */
+export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof logLevels)[number];
+
+/** defaultConfig is what {@link loadConfig} returns when no variable is set. */
 export const defaultConfig: Config = {
   host: '127.0.0.1',
   port: 8080,
   courierPoolSize: 5,
   requestTimeoutMs: 2000,
+  benchFloorRoute: false,
+  logLevel: 'info',
   metricsEnabled: true,
   dashboardEnabled: true,
   tracesExporter: 'none',
@@ -104,7 +113,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     port: intVar(env, 'PORT', defaultConfig.port, 0, 65535),
     courierPoolSize: intVar(env, 'COURIER_POOL_SIZE', defaultConfig.courierPoolSize, 1, 100_000),
     requestTimeoutMs: intVar(env, 'REQUEST_TIMEOUT_MS', defaultConfig.requestTimeoutMs, 1, 600_000),
-    benchFloorRoute: boolVar(env, 'BENCH_FLOOR_ROUTE', false),
+    benchFloorRoute: boolVar(env, 'BENCH_FLOOR_ROUTE', defaultConfig.benchFloorRoute),
+    logLevel: oneOfVar(env, 'LOG_LEVEL', logLevels, defaultConfig.logLevel),
     ...observabilityConfig(env),
     ...reliabilityConfig(env),
     ...orderStoreConfig(env),
@@ -131,21 +141,17 @@ type OrderStoreConfig = Pick<
 function orderStoreConfig(env: NodeJS.ProcessEnv): OrderStoreConfig {
   const d = defaultConfig;
   const databaseUrl = stringVar(env, 'DATABASE_URL', '') || undefined;
-  const orderStore = stringVar(
+  const orderStore = oneOfVar(
     env,
     'ORDER_STORE',
+    orderStoreKinds,
     databaseUrl === undefined ? 'pglite' : 'postgres',
   );
-  if (!(orderStoreKinds as readonly string[]).includes(orderStore)) {
-    throw new ConfigError(
-      `ORDER_STORE must be one of ${orderStoreKinds.join(', ')}, got ${JSON.stringify(orderStore)}`,
-    );
-  }
   if (orderStore === 'postgres' && databaseUrl === undefined) {
     throw new ConfigError('ORDER_STORE=postgres needs DATABASE_URL');
   }
   return {
-    orderStore: orderStore as OrderStoreKind,
+    orderStore,
     dataDir: stringVar(env, 'DATA_DIR', d.dataDir),
     databaseUrl,
     databasePoolSize: intVar(env, 'DATABASE_POOL_SIZE', d.databasePoolSize, 1, 1000),
@@ -251,6 +257,23 @@ export function boolVar(env: NodeJS.ProcessEnv, name: string, fallback: boolean)
   if (text === 'true' || text === '1') return true;
   if (text === 'false' || text === '0') return false;
   throw new ConfigError(`${name} must be true or false, got ${JSON.stringify(raw)}`);
+}
+
+/** oneOfVar reads one of `choices` (any case), or throws a {@link ConfigError} listing them. */
+function oneOfVar<const Choice extends string>(
+  env: NodeJS.ProcessEnv,
+  name: string,
+  choices: readonly Choice[],
+  fallback: Choice,
+): Choice {
+  const text = stringVar(env, name, fallback).toLowerCase();
+  const choice = choices.find((candidate) => candidate === text);
+  if (choice === undefined) {
+    throw new ConfigError(
+      `${name} must be one of ${choices.join(', ')}, got ${JSON.stringify(env[name])}`,
+    );
+  }
+  return choice;
 }
 
 function stringVar(env: NodeJS.ProcessEnv, name: string, fallback: string): string {

@@ -131,18 +131,19 @@ async function settlesWithin(promise: Promise<void>, ms: number): Promise<boolea
  * drain (see {@link RunningServer.shutDown}) and exit 0. A second signal exits 1 at once.
  */
 async function main(): Promise<void> {
-  const logger = pino({ level: process.env['LOG_LEVEL'] ?? 'info' });
   let config: Config;
   try {
     config = loadConfig();
   } catch (error) {
     if (error instanceof ConfigError) {
-      logger.fatal(error.message);
+      // LOG_LEVEL itself may be what is wrong: the reason is logged at the default level.
+      pino().fatal(error.message);
       process.exitCode = 1;
       return;
     }
     throw error;
   }
+  const logger = pino({ level: config.logLevel });
   const server = await startOrderServer(config, logger);
   let stopping = false;
   const shutdown = (signal: NodeJS.Signals): void => {

@@ -4,10 +4,20 @@ import { ConfigError, defaultConfig, loadConfig } from '../src/config.js';
 const coreDefaults = { host: '127.0.0.1', port: 8080, courierPoolSize: 5, requestTimeoutMs: 2000 };
 
 describe('loadConfig', () => {
-  // Only the service's four core variables are checked here; other settings have their own tests.
+  // The four core variables here; the reliability, store and tracing ones have their own tests.
   it('uses the documented defaults when nothing is set', () => {
     expect(loadConfig({})).toMatchObject(coreDefaults);
     expect(defaultConfig).toMatchObject(coreDefaults);
+  });
+
+  it('defaultConfig is exactly what loadConfig returns with nothing set', () => {
+    expect(loadConfig({})).toStrictEqual(defaultConfig);
+  });
+
+  it('reads LOG_LEVEL in any case, empty as info', () => {
+    expect(loadConfig({ LOG_LEVEL: 'DEBUG' }).logLevel).toBe('debug');
+    expect(loadConfig({ LOG_LEVEL: 'silent' }).logLevel).toBe('silent');
+    expect(loadConfig({ LOG_LEVEL: ' ' }).logLevel).toBe('info');
   });
 
   it('treats empty and blank variables as unset', () => {
@@ -49,6 +59,9 @@ describe('loadConfig', () => {
     { variable: 'REQUEST_TIMEOUT_MS', value: '0' },
     { variable: 'REQUEST_TIMEOUT_MS', value: '2s' },
     { variable: 'REQUEST_TIMEOUT_MS', value: '99999999999999999999' },
+    { variable: 'LOG_LEVEL', value: 'verbose' },
+    { variable: 'ORDER_STORE', value: 'sqlite' },
+    { variable: 'BENCH_FLOOR_ROUTE', value: 'yes' },
   ];
 
   it.each(invalid)(
