@@ -1,7 +1,12 @@
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import Fastify, {
+  type ConnectionError,
   type FastifyBaseLogger,
   type FastifyError,
   type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
   type RawReplyDefaultExpression,
   type RawRequestDefaultExpression,
   type RawServerDefault,
@@ -12,6 +17,7 @@ import type { OrderService } from '../order/order-service.js';
 import { dashboardRoutes } from './dashboard/dashboard-routes.js';
 import { metricsRoute } from './dashboard/metrics-route.js';
 import { errorBody, statusOf, type HttpErrorKind } from './error-catalogue.js';
+import { maxOrderIdLength } from './schemas.js';
 import type { OrderLedger } from '../store/order-ledger.js';
 import { orderRoutes } from './order-routes.js';
 import { recordedOrderRoutes } from './recorded-orders.js';
@@ -75,6 +81,11 @@ export function buildApp(options: AppOptions): App {
     ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
     bodyLimit: bodyLimitBytes,
     return503OnClosing: true,
+    // Long enough for the longest order id percent-encoded (up to 12 characters each), so
+    // `GET /order/:order_id` validates it against the schema instead of the router cutting it.
+    routerOptions: { maxParamLength: 12 * maxOrderIdLength },
+    frameworkErrors: answerFrameworkError,
+    clientErrorHandler: answerClientError,
     ...(options.serverLimits ? serverOptions(options.serverLimits) : {}),
     ajv: {
       // Validate exactly what the client sent: no coercion, no silently dropped fields.
@@ -163,6 +174,53 @@ function serverOptions(limits: ServerLimits) {
       connectionsCheckingInterval: checkEveryMs,
     },
   };
+}
+
+/**
+ * answerClientError answers what Node's HTTP parser refuses before any route sees it (headers
+ * not complete in time, a head too large, a malformed request) in the service's error shape,
+ * then closes the connection, as Fastify's default handler does. A connection already reset
+ * or destroyed gets nothing.
+ */
+function answerClientError(error: ConnectionError, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const { kind, message } = clientErrorOf(error);
+  if (socket.writable) {
+    const status = statusOf[kind];
+    const body = JSON.stringify(errorBody(kind, message));
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(error);
+}
+
+function clientErrorOf(error: ConnectionError): { kind: HttpErrorKind; message: string } {
+  switch (error.code) {
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return { kind: 'request_timeout', message: 'the request was not received in time' };
+    case 'HPE_HEADER_OVERFLOW':
+      return { kind: 'headers_too_large', message: 'request headers are too large' };
+    default:
+      return { kind: 'bad_request', message: 'malformed request' };
+  }
+}
+
+/**
+ * answerFrameworkError answers what the router refuses before any route runs (a URL that
+ * cannot be decoded, a path parameter over the router's limit) in the service's error shape,
+ * without echoing the URL back.
+ */
+function answerFrameworkError(
+  error: FastifyError,
+  _request: FastifyRequest,
+  reply: FastifyReply,
+): void {
+  const kind = (error.statusCode ?? 500) < 500 ? 'bad_request' : 'internal';
+  void reply
+    .code(statusOf[kind])
+    .send(errorBody(kind, kind === 'bad_request' ? 'the URL is not valid' : 'internal error'));
 }
 
 /**

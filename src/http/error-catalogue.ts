@@ -2,7 +2,12 @@ import type { ErrorKind } from '../order/errors.js';
 
 /** Kinds of errors that exist only at the HTTP edge, before any order runs. */
 export type EdgeErrorKind =
-  'not_found' | 'method_not_allowed' | 'payload_too_large' | 'unsupported_media_type';
+  | 'not_found'
+  | 'method_not_allowed'
+  | 'request_timeout'
+  | 'payload_too_large'
+  | 'unsupported_media_type'
+  | 'headers_too_large';
 
 export type HttpErrorKind = ErrorKind | EdgeErrorKind;
 
@@ -13,10 +18,12 @@ export const statusOf: Readonly<Record<HttpErrorKind, number>> = {
   not_found: 404,
   method_not_allowed: 405,
   canceled: 408,
+  request_timeout: 408,
   order_in_progress: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,
   idempotency_conflict: 422,
+  headers_too_large: 431,
   internal: 500,
   interrupted: 503,
   vendor_unavailable: 503,
@@ -32,6 +39,7 @@ export interface ErrorBody {
   error: { kind: HttpErrorKind; message: string };
 }
 
+/** errorBody builds the {@link ErrorBody} of `kind`; `message` must be safe to show a client. */
 export function errorBody(kind: HttpErrorKind, message: string): ErrorBody {
   return { status: 'error', error: { kind, message } };
 }

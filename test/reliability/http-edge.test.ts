@@ -48,6 +48,11 @@ function rawConnect(
   });
 }
 
+/** bodyOf parses the JSON body of a raw HTTP response. */
+function bodyOf(response: string): unknown {
+  return JSON.parse(response.slice(response.indexOf('\r\n\r\n') + 4));
+}
+
 describe('HTTP edge limits', () => {
   it('a slowloris sending headers byte by byte is cut off at the headers timeout, while others are served', async () => {
     const { port } = await start({ HEADERS_TIMEOUT_MS: '300', BODY_TIMEOUT_MS: '1000' });
@@ -72,6 +77,10 @@ describe('HTTP edge limits', () => {
       clearInterval(drip);
     }
     expect(slow.received()).toMatch(/^HTTP\/1\.1 408/);
+    expect(bodyOf(slow.received())).toStrictEqual({
+      status: 'error',
+      error: { kind: 'request_timeout', message: 'the request was not received in time' },
+    });
     expect(sentBytes, 'it was still dripping when cut').toBeGreaterThan(5);
   });
 
@@ -81,6 +90,10 @@ describe('HTTP edge limits', () => {
     client.socket.write(`GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'b'.repeat(4096)}\r\n\r\n`);
     await client.closed;
     expect(client.received()).toMatch(/^HTTP\/1\.1 431/);
+    expect(bodyOf(client.received())).toStrictEqual({
+      status: 'error',
+      error: { kind: 'headers_too_large', message: 'request headers are too large' },
+    });
   });
 
   it('the server applies the configured keep-alive and request timeouts', async () => {

@@ -302,4 +302,28 @@ describe('GET /order/:order_id', () => {
     expect(recorded['created_at']).toMatch(/^\d{4}-\d\d-\d\dT/);
     expect(recorded['finished_at']).toMatch(/^\d{4}-\d\d-\d\dT/);
   });
+
+  it('finds an order whose id has the longest allowed length', async () => {
+    const { app } = instance();
+    const id = 'x'.repeat(128);
+    await post(app, { order_id: id, amount: 1 });
+    const answer = await app.inject({ url: `/order/${id}` });
+    expect(answer.statusCode).toBe(200);
+    expect(answer.json()).toMatchObject({ order_id: id, state: 'finished' });
+  });
+
+  it.each([
+    ['an id over 128 characters', `/order/${'x'.repeat(129)}`, /order_id/],
+    ['an id longer than the router takes', `/order/${'x'.repeat(5000)}`, /URL is not valid/],
+    ['an id that is not valid percent-encoding', '/order/%E0%A4%A', /URL is not valid/],
+  ])('answers 400 bad_request in the service shape for %s', async (_case, url, message) => {
+    const { app } = instance();
+    const answer = await app.inject({ url });
+    expect(answer.statusCode).toBe(400);
+    const body = answer.json<{ status: string; error: { kind: string; message: string } }>();
+    expect(body.status).toBe('error');
+    expect(body.error.kind).toBe('bad_request');
+    expect(body.error.message).toMatch(message);
+    expect(answer.body).not.toContain('xxxxxxxxxx');
+  });
 });
