@@ -15,7 +15,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Observability } from '../observability/observability.js';
 import type { OrderService } from '../order/order-service.js';
 import { dashboardRoutes } from './dashboard/dashboard-routes.js';
-import { metricsRoute } from './dashboard/metrics-route.js';
+import { metricsRoute } from './metrics-route.js';
 import { errorBody, statusOf, type HttpErrorKind } from './error-catalogue.js';
 import { maxOrderIdLength } from './schemas.js';
 import type { OrderLedger } from '../store/order-ledger.js';

@@ -1,5 +1,5 @@
 import type { FastifyPluginCallback } from 'fastify';
-import type { OrderMetrics } from '../../observability/metrics.js';
+import type { OrderMetrics } from '../observability/metrics.js';
 
 export interface MetricsRouteOptions {
   metrics: OrderMetrics;
