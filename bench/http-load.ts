@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { row, type Row } from './report.js';
 import { startServer } from './server-process.js';
@@ -43,6 +46,20 @@ async function load(url: string, connections: number, seconds: number): Promise<
   };
 }
 
+/**
+ * measured runs an untimed warm-up of the same load (same route and connections) and then
+ * the measured one: a fresh server compiles its code during its first thousands of requests.
+ */
+async function measured(
+  url: string,
+  connections: number,
+  seconds: number,
+  warmUpSeconds: number,
+): Promise<Load> {
+  await load(url, connections, warmUpSeconds);
+  return load(url, connections, seconds);
+}
+
 function details(run: Load): string {
   const bad = run.non2xx + run.errors;
   return `p50 ${run.p50} ms · p99 ${run.p99} ms · max ${run.max} ms · non-2xx/errors ${bad}`;
@@ -50,14 +67,14 @@ function details(run: Load): string {
 
 export async function httpBenchmarks(options: { quick: boolean }): Promise<Row[]> {
   const seconds = options.quick ? 2 : 10;
+  const warmUp = options.quick ? 1 : 2;
   const rows: Row[] = [];
   const orders = (r: Load): string =>
     `${Math.round(r.ordersPerSecond).toLocaleString('en-US')} orders/s`;
 
   const pool5 = await startServer({ COURIER_POOL_SIZE: '5' });
   try {
-    await load(`${pool5.url}/order`, 64, 1); // warm-up
-    const run = await load(`${pool5.url}/order`, 64, seconds);
+    const run = await measured(`${pool5.url}/order`, 64, seconds, warmUp);
     const ceiling = 5 / 0.001;
     rows.push(
       row({
@@ -79,11 +96,9 @@ export async function httpBenchmarks(options: { quick: boolean }): Promise<Row[]
   let floor64: number | undefined;
   const pool128 = await startServer({ COURIER_POOL_SIZE: '128' });
   try {
-    await load(`${pool128.url}/bench/floor`, 64, 1); // warm-up
-    await load(`${pool128.url}/order`, 64, 1);
     for (const connections of [64, 256]) {
-      const floor = await load(`${pool128.url}/bench/floor`, connections, seconds);
-      const run = await load(`${pool128.url}/order`, connections, seconds);
+      const floor = await measured(`${pool128.url}/bench/floor`, connections, seconds, warmUp);
+      const run = await measured(`${pool128.url}/order`, connections, seconds, warmUp);
       const share = run.ordersPerSecond / floor.ordersPerSecond;
       const bound = connections === 64;
       rows.push(
@@ -120,8 +135,7 @@ export async function httpBenchmarks(options: { quick: boolean }): Promise<Row[]
     DASHBOARD_ENABLED: 'false',
   });
   try {
-    await load(`${bare.url}/order`, 64, 1); // warm-up
-    const run = await load(`${bare.url}/order`, 64, seconds);
+    const run = await measured(`${bare.url}/order`, 64, seconds, warmUp);
     rows.push(
       row({
         section: 'http',
@@ -136,6 +150,42 @@ export async function httpBenchmarks(options: { quick: boolean }): Promise<Row[]
     );
   } finally {
     await bare.stop();
+  }
+
+  // The default, durable store (PGlite, ORDER_STORE unset) in a fresh data directory: what
+  // recording every order durably costs next to the in-memory rows.
+  const memory64 = rows.find((r) => r.scenario === 'pool 128, delays 1 ms, 64 connections');
+  const dataDir = mkdtempSync(join(tmpdir(), 'order-pipeline-bench-pglite-'));
+  try {
+    const durable = await startServer({
+      COURIER_POOL_SIZE: '128',
+      ORDER_STORE: undefined,
+      DATA_DIR: dataDir,
+    });
+    try {
+      const run = await measured(`${durable.url}/order`, 64, seconds, warmUp);
+      rows.push(
+        row({
+          section: 'http',
+          scenario: 'pool 128, delays 1 ms, 64 connections, default durable store (PGlite)',
+          value: run.ordersPerSecond,
+          unit: 'orders/s',
+          figure:
+            memory64 === undefined
+              ? orders(run)
+              : `${orders(run)} (${Math.round((run.ordersPerSecond / memory64.value) * 100)}% of in-memory)`,
+          baseline:
+            memory64 === undefined
+              ? ''
+              : `in-memory store ${Math.round(memory64.value).toLocaleString('en-US')} orders/s`,
+          compare: details(run),
+        }),
+      );
+    } finally {
+      await durable.stop();
+    }
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
   }
   return rows;
 }

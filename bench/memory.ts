@@ -1,7 +1,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import { row, type Row } from './report.js';
-import { startServer, type BenchServer } from './server-process.js';
+import { metrics, post, startServer, type BenchServer } from './server-process.js';
 
 /**
  * Memory per in-flight order: open N keep-alive connections, each with one slow order in
@@ -37,31 +37,35 @@ function connect(port: number): Promise<net.Socket> {
 }
 
 /** heapUsed reads the server's heap from its Prometheus metrics; NaN if not exposed. */
-async function heapUsed(server: BenchServer): Promise<number> {
-  const text = await new Promise<string>((resolve) => {
-    http
-      .get(`${server.url}/metrics`, (response) => {
-        let body = '';
-        response.setEncoding('utf8');
-        response.on('data', (chunk: string) => (body += chunk));
-        response.on('end', () => {
-          resolve(body);
-        });
-      })
-      .on('error', () => {
-        resolve('');
-      });
-  });
-  const match = /^nodejs_heap_size_used_bytes (\d+(?:\.\d+)?(?:e\+\d+)?)/m.exec(text);
-  return match?.[1] === undefined ? Number.NaN : Number(match[1]);
-}
+const heapUsed = async (server: BenchServer): Promise<number> =>
+  (await metrics(server))('nodejs_heap_size_used_bytes');
 
 const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * warmUp runs 500 quick orders through the server, 50 at a time, so the code the held orders
+ * run is compiled before the idle RSS is read: compiled code would otherwise count as memory
+ * of the orders.
+ */
+async function warmUp(server: BenchServer): Promise<void> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 50 });
+  const body = { amount: 100, delay_ms: { payment: 1, vendor: 1, courier: 1 } };
+  try {
+    let left = 500;
+    const worker = async (): Promise<void> => {
+      while (left-- > 0) await post(`${server.url}/order`, body, agent);
+    };
+    await Promise.all(Array.from({ length: 50 }, worker));
+  } finally {
+    agent.destroy();
+  }
+}
 
 async function inFlight(count: number): Promise<{ rss: number; heap: number }> {
   const server = await startServer({ COURIER_POOL_SIZE: '128', REQUEST_TIMEOUT_MS: '600000' });
   const sockets: net.Socket[] = [];
   try {
+    await warmUp(server);
     await pause(300);
     const rssBefore = server.rssBytes();
     const heapBefore = await heapUsed(server);

@@ -15,20 +15,51 @@ export interface BenchServer {
   readonly pid: number;
   /** rssBytes reads the child's resident set size from /proc. */
   rssBytes(): number;
+  /** cpuSeconds reads the child's CPU time so far (user + system) from /proc. */
+  cpuSeconds(): number;
   /** stop sends SIGTERM and resolves once the child has exited. */
   stop(): Promise<void>;
+}
+
+/**
+ * metrics reads the server's Prometheus metrics (`GET /metrics`) once and returns a reader of
+ * unlabelled samples by name: NaN when one is not exposed or the server did not answer. One
+ * read serves every name, as a read resets some of them (the event-loop delay histogram).
+ */
+export async function metrics(server: BenchServer): Promise<(name: string) => number> {
+  const text = await new Promise<string>((resolve) => {
+    http
+      .get(`${server.url}/metrics`, (response) => {
+        let body = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => (body += chunk));
+        response.on('end', () => {
+          resolve(body);
+        });
+      })
+      .on('error', () => {
+        resolve('');
+      });
+  });
+  return (name) => {
+    const sample = new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1];
+    return sample === undefined ? Number.NaN : Number(sample);
+  };
 }
 
 /**
  * startServer starts the server with `env` on a free port of 127.0.0.1, pinned to the last
  * core when `taskset` is available (the load generator runs on the others), and resolves
  * once `/healthz` answers. The floor route is always on: it is what HTTP figures compare with.
+ * A variable of `env` set to undefined is removed from the server's environment.
  */
-export async function startServer(env: Record<string, string>): Promise<BenchServer> {
+export async function startServer(env: Record<string, string | undefined>): Promise<BenchServer> {
   const port = await freePort();
-  const command = pinnedCommand(['node', serverEntry]);
+  // BENCH_SERVER_NODE_FLAGS passes flags to the server's node, e.g. `--cpu-prof` or `--trace-gc`.
+  const nodeFlags = (process.env['BENCH_SERVER_NODE_FLAGS'] ?? '').split(' ').filter(Boolean);
+  const command = pinnedCommand(['node', ...nodeFlags, serverEntry]);
   const child = spawn(command[0] ?? 'node', command.slice(1), {
-    env: {
+    env: definedOnly({
       ...process.env,
       HOST: '127.0.0.1',
       PORT: String(port),
@@ -40,7 +71,7 @@ export async function startServer(env: Record<string, string>): Promise<BenchSer
       MAX_INFLIGHT_ORDERS: '1000000',
       COURIER_QUEUE_LIMIT: '1000000',
       ...env,
-    },
+    }),
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   const exited = new Promise<void>((resolve) =>
@@ -56,6 +87,7 @@ export async function startServer(env: Record<string, string>): Promise<BenchSer
     port,
     pid,
     rssBytes: () => readRss(pid),
+    cpuSeconds: () => readCpuSeconds(pid),
     stop: async () => {
       child.kill('SIGTERM');
       const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
@@ -63,6 +95,13 @@ export async function startServer(env: Record<string, string>): Promise<BenchSer
       clearTimeout(killer);
     },
   };
+}
+
+/** definedOnly drops the variables set to undefined: `{ ORDER_STORE: undefined }` unsets one. */
+function definedOnly(env: Record<string, string | undefined>): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined),
+  );
 }
 
 /** cores is the number of CPUs this process may run on. */
@@ -93,6 +132,16 @@ function readRss(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const match = /VmRSS:\s+(\d+) kB/.exec(status);
   return match?.[1] === undefined ? Number.NaN : Number(match[1]) * 1024;
+}
+
+/** Clock ticks per second of /proc's CPU times: 100 on Linux (`getconf CLK_TCK`). */
+const clockTicks = 100;
+
+function readCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The fields after the command name, which is in parentheses and may contain spaces.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / clockTicks;
 }
 
 function freePort(): Promise<number> {

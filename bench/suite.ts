@@ -4,6 +4,7 @@ import { httpBenchmarks } from './http-load.js';
 import { inProcessBenchmarks } from './in-process.js';
 import { latencyBenchmarks } from './latency.js';
 import { memoryBenchmarks } from './memory.js';
+import { overloadBenchmark } from './overload.js';
 import type { Row } from './report.js';
 import { soakBenchmark } from './soak.js';
 
@@ -17,6 +18,7 @@ export const sections: Record<string, (options: { quick: boolean }) => Promise<R
   soak: soakBenchmark,
   http: httpBenchmarks,
   latency: latencyBenchmarks,
+  overload: overloadBenchmark,
   memory: memoryBenchmarks,
 };
 

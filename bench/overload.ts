@@ -1,0 +1,315 @@
+import net from 'node:net';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { defaultConfig } from '../src/config.js';
+import { percentile, row, type Row } from './report.js';
+import { metricsPrefix } from '../src/observability/metrics.js';
+import { metrics, startServer, type BenchServer } from './server-process.js';
+
+/**
+ * Sustained overload: about 10× the courier pool's capacity, offered at a steady rate (open
+ * loop: a request is sent when it is due, whatever the server answers) against the server
+ * with its default admission limits. Reports the admitted orders' latency against the bound
+ * the courier queue sets, the refusals' latency, the count of each status, and the server's
+ * RSS at the start, middle and end of the run.
+ */
+
+const poolSize = 5;
+const courierDelayMs = 10;
+const capacity = poolSize * (1000 / courierDelayMs);
+const offeredRate = 10 * capacity;
+/** Enough connections that a due request always finds one free while the server keeps up. */
+const connections = 256;
+const orderBody = { amount: 100, delay_ms: { payment: 1, vendor: 1, courier: courierDelayMs } };
+
+interface Answer {
+  status: number;
+  /** When the request was sent (performance.now()). */
+  sentAt: number;
+  ms: number;
+}
+
+/**
+ * LoadConnection is one keep-alive connection sending one request at a time, with a parser
+ * just good enough for the server's answers (status line and content-length), so the load
+ * generator costs little next to the server.
+ */
+class LoadConnection {
+  readonly #socket: net.Socket;
+  readonly #onAnswer: (answer: Answer, connection: LoadConnection) => void;
+  #buffer = '';
+  #sentAt = 0;
+  busy = false;
+  closed = false;
+
+  constructor(socket: net.Socket, onAnswer: (answer: Answer, connection: LoadConnection) => void) {
+    this.#socket = socket;
+    this.#onAnswer = onAnswer;
+    socket.setNoDelay(true);
+    // latin1 keeps one character per byte, so content-length counts characters.
+    socket.setEncoding('latin1');
+    socket.on('data', (chunk: string) => {
+      this.#read(chunk);
+    });
+    socket.on('close', () => {
+      this.closed = true;
+    });
+    socket.on('error', () => {
+      this.closed = true;
+    });
+  }
+
+  send(request: string): void {
+    this.busy = true;
+    this.#sentAt = performance.now();
+    this.#socket.write(request, 'latin1');
+  }
+
+  destroy(): void {
+    this.#socket.destroy();
+  }
+
+  #read(chunk: string): void {
+    this.#buffer += chunk;
+    const headEnd = this.#buffer.indexOf('\r\n\r\n');
+    if (headEnd < 0) return;
+    const head = this.#buffer.slice(0, headEnd);
+    const length = Number(/\r\ncontent-length:\s*(\d+)/i.exec(head)?.[1] ?? 0);
+    const end = headEnd + 4 + length;
+    if (this.#buffer.length < end) return;
+    const status = Number(head.slice(9, 12));
+    this.#buffer = this.#buffer.slice(end);
+    this.busy = false;
+    this.#onAnswer({ status, sentAt: this.#sentAt, ms: performance.now() - this.#sentAt }, this);
+  }
+}
+
+function connect(port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1', () => {
+      socket.off('error', reject);
+      resolve(socket);
+    });
+    socket.once('error', reject);
+  });
+}
+
+let sequence = 0;
+
+function orderRequest(): string {
+  const body = JSON.stringify({ order_id: `overload-${process.pid}-${sequence++}`, ...orderBody });
+  return (
+    `POST /order HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n` +
+    `content-length: ${body.length}\r\n\r\n${body}`
+  );
+}
+
+interface Run {
+  /** When the measured run began (performance.now()). */
+  startedAt: number;
+  seconds: number;
+  sent: number;
+  answers: Answer[];
+  /** Requests still unanswered when the run ended. */
+  unanswered: number;
+  rss: { start: number; middle: number; end: number };
+  /** Share of the run's wall time the server spent on a CPU. */
+  serverBusy: number;
+  /** Largest courier queue and event-loop delay seen in the server's metrics, read each second. */
+  maxQueue: number;
+  maxLoopDelayMs: number;
+  /** Largest event-loop delay of the load generator itself: a stall here delays answers too. */
+  clientMaxLoopDelayMs: number;
+}
+
+/**
+ * offer sends `rate` requests per second for `seconds`, paced every millisecond, on a pool
+ * of keep-alive connections; a request due while every connection is busy waits for the
+ * first one free (it is then counted when sent, so the offered rate reported is the rate
+ * really sent). Waits up to 5 s for the last answers.
+ */
+async function offer(server: BenchServer, rate: number, seconds: number): Promise<Run> {
+  const answers: Answer[] = [];
+  const idle: LoadConnection[] = [];
+  let due = 0;
+  let sent = 0;
+  const sendTo = (connection: LoadConnection): void => {
+    due--;
+    sent++;
+    connection.send(orderRequest());
+  };
+  const onAnswer = (answer: Answer, connection: LoadConnection): void => {
+    if (measuring) answers.push(answer);
+    if (due > 0 && !stopped) sendTo(connection);
+    else idle.push(connection);
+  };
+  let measuring = true;
+  let stopped = false;
+  const pool = (
+    await Promise.all(Array.from({ length: connections }, () => connect(server.port)))
+  ).map((socket) => new LoadConnection(socket, onAnswer));
+  idle.push(...pool);
+
+  const rss = { start: server.rssBytes(), middle: Number.NaN, end: Number.NaN };
+  let maxQueue = 0;
+  let maxLoopDelayMs = 0;
+  // Each read of the metrics resets the event-loop delay histogram, so its max covers a second.
+  const sampler = setInterval(() => {
+    void metrics(server).then((sample) => {
+      maxQueue = Math.max(maxQueue, sample(`${metricsPrefix}courier_pool_waiters`));
+      maxLoopDelayMs = Math.max(maxLoopDelayMs, sample('nodejs_eventloop_lag_max_seconds') * 1000);
+    });
+  }, 1000);
+  const cpuAtStart = server.cpuSeconds();
+  const clientDelay = monitorEventLoopDelay({ resolution: 1 });
+  clientDelay.enable();
+  const started = performance.now();
+  let scheduled = 0;
+  await new Promise<void>((resolve) => {
+    const pacer = setInterval(() => {
+      const elapsed = (performance.now() - started) / 1000;
+      if (Number.isNaN(rss.middle) && elapsed >= seconds / 2) rss.middle = server.rssBytes();
+      if (elapsed >= seconds) {
+        clearInterval(pacer);
+        clearInterval(sampler);
+        clientDelay.disable();
+        stopped = true;
+        rss.end = server.rssBytes();
+        resolve();
+        return;
+      }
+      const target = Math.floor(rate * elapsed);
+      due += target - scheduled;
+      scheduled = target;
+      while (due > 0) {
+        const connection = idle.pop();
+        if (connection === undefined) break;
+        if (connection.closed) continue;
+        sendTo(connection);
+      }
+    }, 1);
+  });
+  const sendingSeconds = (performance.now() - started) / 1000;
+  const serverBusy = (server.cpuSeconds() - cpuAtStart) / sendingSeconds;
+  const drainUntil = performance.now() + 5000;
+  while (pool.some((c) => c.busy && !c.closed) && performance.now() < drainUntil) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  measuring = false;
+  const unanswered = pool.filter((c) => c.busy).length;
+  for (const connection of pool) connection.destroy();
+  const clientMaxLoopDelayMs = clientDelay.max / 1e6;
+  return {
+    startedAt: started,
+    seconds: sendingSeconds,
+    sent,
+    answers,
+    unanswered,
+    rss,
+    serverBusy,
+    maxQueue,
+    maxLoopDelayMs,
+    clientMaxLoopDelayMs,
+  };
+}
+
+const mb = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MB`;
+const ms = (value: number): string => `${value.toFixed(value < 10 ? 2 : 1)} ms`;
+
+export async function overloadBenchmark(options: { quick: boolean }): Promise<Row[]> {
+  const seconds = options.quick ? 4 : 30;
+  const queueLimit = defaultConfig.courierQueueLimit;
+  // An admitted order waits behind at most `queueLimit` others for one of `poolSize` slots,
+  // then holds its own: (queueLimit / poolSize + 1) courier delays. The margin covers timers
+  // firing late on a busy event loop (25%) and the HTTP round trip (5 ms).
+  const queueBound = (queueLimit / poolSize + 1) * courierDelayMs;
+  const bound = queueBound * 1.25 + 5;
+  const refusalTarget = 5;
+  const server = await startServer({
+    COURIER_POOL_SIZE: String(poolSize),
+    // The defaults of src/config.ts, not the suite's unlimited ones.
+    MAX_INFLIGHT_ORDERS: String(defaultConfig.maxInflightOrders),
+    COURIER_QUEUE_LIMIT: String(queueLimit),
+  });
+  let run: Run;
+  try {
+    await offer(server, offeredRate, options.quick ? 1 : 3); // warm-up, not measured
+    run = await offer(server, offeredRate, seconds);
+  } finally {
+    await server.stop();
+  }
+
+  const byStatus = new Map<number, number[]>();
+  for (const answer of run.answers) {
+    const list = byStatus.get(answer.status) ?? [];
+    list.push(answer.ms);
+    byStatus.set(answer.status, list);
+  }
+  const admitted = (byStatus.get(200) ?? []).sort((a, b) => a - b);
+  // Latency bounded by the queue does not grow with the time spent overloaded.
+  const half = run.startedAt + (run.seconds * 1000) / 2;
+  const admittedP99 = (inFirstHalf: boolean): number =>
+    percentile(
+      run.answers
+        .filter((a) => a.status === 200 && a.sentAt < half === inFirstHalf)
+        .map((a) => a.ms)
+        .sort((a, b) => a - b),
+      99,
+    );
+  const refused = (byStatus.get(503) ?? []).sort((a, b) => a - b);
+  const others = [...byStatus].filter(([status]) => status !== 200 && status !== 503);
+  const otherCount = others.reduce((sum, [, list]) => sum + list.length, 0) + run.unanswered;
+  const offered = run.sent / run.seconds;
+  const setting = `pool ${poolSize}, courier ${courierDelayMs} ms, queue limit ${queueLimit}, max in flight ${defaultConfig.maxInflightOrders}`;
+  const counts =
+    `200: ${admitted.length.toLocaleString('en-US')} · 503: ${refused.length.toLocaleString('en-US')} · ` +
+    `other: ${others.map(([s, l]) => `${s}×${l.length}`).join(' ') || '0'} · unanswered: ${run.unanswered}`;
+  const growth = (run.rss.end - run.rss.middle) / run.rss.middle;
+
+  return [
+    row({
+      section: 'overload',
+      scenario: `offered load, ${seconds} s (${setting})`,
+      value: offered,
+      unit: 'req/s',
+      figure: `${Math.round(offered).toLocaleString('en-US')} req/s offered (${(offered / capacity).toFixed(1)}× capacity)`,
+      baseline: `capacity ${capacity} orders/s`,
+      compare: `admitted ${Math.round(admitted.length / run.seconds)} orders/s · ${counts} · server CPU ${Math.round(run.serverBusy * 100)}% busy`,
+      target: 'only 200 and 503',
+      met: otherCount === 0,
+    }),
+    row({
+      section: 'overload',
+      scenario: 'admitted orders (200), client-observed latency',
+      value: percentile(admitted, 99),
+      unit: 'ms',
+      figure: `p50 ${ms(percentile(admitted, 50))} · p99 ${ms(percentile(admitted, 99))}`,
+      baseline: `queue bound ${queueBound} ms`,
+      compare:
+        `max ${ms(admitted.at(-1) ?? Number.NaN)} · p99 first half ${ms(admittedP99(true))}, ` +
+        `second half ${ms(admittedP99(false))} · courier queue ≤ ${run.maxQueue} (read each second)`,
+      target: `p99 ≤ ${bound.toFixed(0)} ms (bound + 25% + 5 ms)`,
+      met: admitted.length > 0 && percentile(admitted, 99) <= bound,
+    }),
+    row({
+      section: 'overload',
+      scenario: 'overloaded answers (503), client-observed latency',
+      value: percentile(refused, 99),
+      unit: 'ms',
+      figure: `p50 ${ms(percentile(refused, 50))} · p99 ${ms(percentile(refused, 99))}`,
+      compare: `max ${ms(refused.at(-1) ?? Number.NaN)} · event-loop delay max: server ${ms(run.maxLoopDelayMs)}, load generator ${ms(run.clientMaxLoopDelayMs)}`,
+      target: `p99 ≤ ${refusalTarget} ms`,
+      met: refused.length > 0 && percentile(refused, 99) <= refusalTarget,
+    }),
+    row({
+      section: 'overload',
+      scenario: 'server RSS at start, middle and end of the run',
+      value: growth * 100,
+      unit: '%',
+      figure: `${mb(run.rss.start)} → ${mb(run.rss.middle)} → ${mb(run.rss.end)}`,
+      baseline: `middle ${mb(run.rss.middle)}`,
+      compare: `end − middle ${growth >= 0 ? '+' : ''}${(growth * 100).toFixed(1)}%`,
+      target: 'end ≤ middle + 10%',
+      met: growth <= 0.1,
+    }),
+  ];
+}
