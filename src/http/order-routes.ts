@@ -4,7 +4,7 @@ import { CancelSource, link } from '../core/cancellation.js';
 import { OrderError } from '../order/errors.js';
 import type { Order } from '../order/order.js';
 import type { OrderService } from '../order/order-service.js';
-import { logOrderSummary } from '../observability/order-log.js';
+import { logOrderSummary, withOrderId } from '../observability/order-log.js';
 import type { OrderOutcome } from '../order/pipeline.js';
 import type { OrderLedger, RecordedOutcome, SubmitResult } from '../store/order-ledger.js';
 import { errorBody, statusOf } from './error-catalogue.js';
@@ -47,7 +47,7 @@ export const orderRoutes: FastifyPluginCallbackTypebox<OrderRoutesOptions> = (
         failCompensation: body.fail_compensation,
       };
       // Every line about this order carries its id, the framework's `request completed` too.
-      const log = request.log.child({ order_id: order.id });
+      const log = withOrderId(request.log, order.id);
       request.log = log;
       reply.log = log;
       // Refused before any step starts: nothing is attempted, nothing in flight is touched.
