@@ -10,7 +10,18 @@ import { post, startServer, type Timed } from './server-process.js';
 
 const concurrency = 50;
 
-async function sequential(url: string, body: object, count: number): Promise<Timed[]> {
+/**
+ * sequential sends `count` requests one at a time, after `warmUp` untimed requests of the
+ * same kind, 100 at a time: a service in production is warm, and the first few hundred
+ * orders of a fresh process run while its code is still being compiled.
+ */
+async function sequential(
+  url: string,
+  body: object,
+  warmUp: number,
+  count: number,
+): Promise<Timed[]> {
+  await concurrent(url, body, 0, warmUp, 100);
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   const results: Timed[] = [];
   try {
@@ -21,10 +32,15 @@ async function sequential(url: string, body: object, count: number): Promise<Tim
   return results;
 }
 
-/** concurrent keeps `inFlight` requests in flight until `count` have been answered. */
+/**
+ * concurrent keeps `inFlight` requests in flight until `warmUp + count` have been answered,
+ * and returns the last `count`. The untimed lead warms the server up and lets the requests,
+ * which all start at once, spread out in time as they would in a steady flow.
+ */
 async function concurrent(
   url: string,
   body: object,
+  warmUp: number,
   count: number,
   inFlight = concurrency,
 ): Promise<Timed[]> {
@@ -32,9 +48,10 @@ async function concurrent(
   const results: Timed[] = [];
   let started = 0;
   const worker = async (): Promise<void> => {
-    while (started < count) {
-      started++;
-      results.push(await post(url, body, agent));
+    while (started < warmUp + count) {
+      const index = started++;
+      const answer = await post(url, body, agent);
+      if (index >= warmUp) results.push(answer);
     }
   };
   try {
@@ -43,21 +60,6 @@ async function concurrent(
     agent.destroy();
   }
   return results;
-}
-
-/**
- * measured runs `measure` after a warm-up of untimed requests of the same kind against the
- * same server, 100 at a time: a service in production is warm, and the first few hundred
- * orders of a fresh process run while its code is still being compiled.
- */
-async function measured(
-  url: string,
-  body: object,
-  warmUp: number,
-  measure: () => Promise<Timed[]>,
-): Promise<Timed[]> {
-  await concurrent(url, body, warmUp, 100);
-  return measure();
 }
 
 function excessRow(
@@ -115,21 +117,21 @@ export async function latencyBenchmarks(options: { quick: boolean }): Promise<Ro
     rows.push(
       excessRow(
         'cancel latency, sequential',
-        await measured(url, cancelBody, warmUp, () => sequential(url, cancelBody, count)),
+        await sequential(url, cancelBody, warmUp, count),
         400,
         failAt,
         1,
       ),
       excessRow(
         'cancel latency, 50 concurrent',
-        await measured(url, cancelBody, warmUp, () => concurrent(url, cancelBody, count)),
+        await concurrent(url, cancelBody, warmUp, count),
         400,
         failAt,
         1,
       ),
       excessRow(
         `timeout accuracy, sequential, deadline ${shortDeadline} ms`,
-        await measured(url, slowBody, warmUp, () => sequential(url, slowBody, count)),
+        await sequential(url, slowBody, warmUp, count),
         504,
         shortDeadline,
         1.5,
@@ -147,7 +149,7 @@ export async function latencyBenchmarks(options: { quick: boolean }): Promise<Ro
     rows.push(
       excessRow(
         `timeout accuracy, 50 concurrent, deadline ${longDeadline} ms`,
-        await measured(url, slowBody, warmUp, () => concurrent(url, slowBody, count)),
+        await concurrent(url, slowBody, warmUp, count),
         504,
         longDeadline,
         1.5,
