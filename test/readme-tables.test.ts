@@ -27,7 +27,9 @@ describe('the README error table', () => {
   const rows = tableAfter('### Errors').filter(([kind]) => kind !== '—');
 
   it('lists every error kind once with the status the service answers', () => {
-    const documented = Object.fromEntries(rows.map(([kind, status]) => [kind, Number(status)]));
+    const documented: Record<string, number> = Object.fromEntries(
+      rows.map(([kind = '', status]): [string, number] => [kind, Number(status)]),
+    );
     expect(rows.length, 'no kind listed twice').toBe(Object.keys(documented).length);
     expect(documented).toStrictEqual({ ...statusOf });
   });
