@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { hash as digest, randomUUID } from 'node:crypto';
 import type { ParentCancellation } from '../core/cancellation.js';
 import type { Order } from '../order/order.js';
 import type { OrderOutcome, Pipeline, StepResult } from '../order/pipeline.js';
@@ -213,14 +213,15 @@ export class OrderLedger {
     hash: string,
     options: { parent?: ParentCancellation; deadlineMs?: number },
   ): Promise<SubmitResult> {
+    const now = this.#now();
     const input = {
       orderId: order.id,
       requestHash: hash,
       request,
       stepNames: this.#pipeline.stepNames,
       owner: this.instanceId,
-      now: this.#now(),
-      leaseUntil: this.#now() + this.#options.leaseMs,
+      now,
+      leaseUntil: now + this.#options.leaseMs,
     };
     const begun = await this.#store.begin(input);
     if (begun.created) return this.#execute(order, options);
@@ -254,27 +255,21 @@ export class OrderLedger {
     // Step records are written in order, one at a time, and all awaited before `finish`.
     let stepWrites: Promise<void> = Promise.resolve();
     let stepWriteError: Error | undefined;
+    const onWriteError = (error: unknown): void => {
+      stepWriteError ??= error instanceof Error ? error : new Error(String(error));
+    };
     const outcome = await this.#pipeline.run(order, {
       ...options,
       onStepSettled: (result) => {
+        const update = toStepUpdate(result);
         stepWrites = stepWrites
-          .then(() => this.#store.recordStep(order.id, owner, toStepUpdate(result), this.#now()))
-          .catch((error: unknown) => {
-            stepWriteError ??= error instanceof Error ? error : new Error(String(error));
-          });
+          .then(() => this.#store.recordStep(order.id, owner, update, this.#now()))
+          .catch(onWriteError);
       },
     });
-    const toUndo = new Set(
-      outcome.status === 'error'
-        ? outcome.steps.filter((s) => needsCompensation(s.status)).map((s) => s.name)
-        : [],
-    );
-    const attempts = await compensateInReverse(this.#steps, order, toUndo, {
-      timeoutMs: this.#options.compensationTimeoutMs,
-    });
-    const compensations = [...attempts].map(([name, attempt]) =>
-      this.#afterAttempt(order.id, name, 1, attempt),
-    );
+    // A successful order has nothing to undo: no compensation round, no extra turn.
+    const compensations =
+      outcome.status === 'ok' ? [] : await this.#compensateFailed(order, outcome);
     const recorded = recordOutcome(outcome, compensations);
     await stepWrites;
     if (stepWriteError !== undefined) throw stepWriteError;
@@ -293,6 +288,17 @@ export class OrderLedger {
     const current = await this.#store.get(order.id);
     if (current?.state !== 'finished') return this.#inProgress();
     return { kind: 'outcome', outcome: current.outcome as RecordedOutcome, replayed: true };
+  }
+
+  /** compensateFailed runs the first compensation attempt of a failed order's steps. */
+  async #compensateFailed(order: Order, outcome: OrderOutcome): Promise<CompensationUpdate[]> {
+    const toUndo = new Set(
+      outcome.steps.filter((s) => needsCompensation(s.status)).map((s) => s.name),
+    );
+    const attempts = await compensateInReverse(this.#steps, order, toUndo, {
+      timeoutMs: this.#options.compensationTimeoutMs,
+    });
+    return [...attempts].map(([name, attempt]) => this.#afterAttempt(order.id, name, 1, attempt));
   }
 
   /**
@@ -498,20 +504,38 @@ export class OrderLedger {
 }
 
 /**
- * requestHash is the SHA-256 of the request's canonical JSON (object keys sorted), so the
- * same body with its fields in another order is the same request.
+ * requestHash is the SHA-256 (hex) of the request's canonical JSON (object keys sorted), so
+ * the same body with its fields in another order is the same request. Recorded in durable
+ * stores: its definition must not change, or bodies recorded before would no longer match.
  */
 export function requestHash(request: unknown): string {
-  return createHash('sha256').update(canonicalJson(request)).digest('hex');
+  return digest('sha256', canonicalJson(request), 'hex');
 }
 
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+/**
+ * canonicalJson is `JSON.stringify` of `value` with every object's keys in code-unit order
+ * and undefined members left out.
+ */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) {
+    let json = '[';
+    for (let i = 0; i < value.length; i++) {
+      // An undefined item joins as nothing, as Array.prototype.join makes it.
+      json += (i === 0 ? '' : ',') + ((canonicalJson(value[i]) as string | undefined) ?? '');
+    }
+    return json + ']';
+  }
   if (value !== null && typeof value === 'object') {
-    const entries = Object.entries(value)
-      .filter(([, item]) => item !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([key, item]) => `${JSON.stringify(key)}:${canonicalJson(item)}`).join(',')}}`;
+    const record = value as Record<string, unknown>;
+    // The default sort compares UTF-16 code units, as the `<` comparison did before.
+    const keys = Object.keys(record).sort();
+    let json = '{';
+    for (const key of keys) {
+      const item = record[key];
+      if (item === undefined) continue;
+      json += (json.length === 1 ? '' : ',') + JSON.stringify(key) + ':' + canonicalJson(item);
+    }
+    return json + '}';
   }
   return JSON.stringify(value);
 }
