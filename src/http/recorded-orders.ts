@@ -1,7 +1,7 @@
 import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { FastifyReply } from 'fastify';
-import { errorKinds, type ErrorKind } from '../order/errors.js';
+import { isErrorKind } from '../order/errors.js';
 import type { OrderLedger, SubmitResult } from '../store/order-ledger.js';
 import type { StoredOrder } from '../store/order-store.js';
 import { errorBody, statusOf } from './error-catalogue.js';
@@ -137,7 +137,7 @@ function toRecordedOrder(order: StoredOrder): typeof RecordedOrder.static {
 
 /** A kind read back from the store may predate this build: unknown kinds answer 500. */
 function statusOfRecorded(kind: string): number {
-  return (errorKinds as readonly string[]).includes(kind) ? statusOf[kind as ErrorKind] : 500;
+  return isErrorKind(kind) ? statusOf[kind] : 500;
 }
 
 /** orderFromBody builds the order a validated `POST /order` body describes. */
@@ -162,8 +162,14 @@ export function orderFromRecordedRequest(request: unknown): Order {
   return orderFromBody(request);
 }
 
+// Only the fields an order cannot be built without are checked: TypeBox's Value.Check cannot
+// check OrderBody (its step-name enum is an Unsafe schema, written for Ajv's messages).
 function isRecordedBody(request: unknown): request is OrderBody {
   if (typeof request !== 'object' || request === null) return false;
-  const { order_id: orderId, amount } = request as Record<string, unknown>;
-  return typeof orderId === 'string' && typeof amount === 'number';
+  return (
+    'order_id' in request &&
+    typeof request.order_id === 'string' &&
+    'amount' in request &&
+    typeof request.amount === 'number'
+  );
 }
