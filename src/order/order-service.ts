@@ -40,7 +40,12 @@ export interface OrderServiceOptions {
 /** How long an aborted order waits for steps that ignore the abort, unless configured. */
 export const defaultAbandonGraceMs = 1000;
 
-/** createOrderService builds the courier pool, the tracker, the steps and the pipeline. */
+/**
+ * createOrderService builds the courier pool, the tracker, the steps, the pipeline and the
+ * admission over them; nothing runs until an order is submitted. A pool size, limit or grace
+ * period outside its range throws a RangeError, and a step list the pipeline refuses (empty,
+ * duplicate names) a TypeError, before anything is built.
+ */
 export function createOrderService(
   options: OrderServiceOptions = {},
 ): OrderService & { readonly admission: Admission } {
