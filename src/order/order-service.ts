@@ -44,7 +44,7 @@ export const defaultAbandonGraceMs = 1000;
  * createOrderService builds the courier pool, the tracker, the steps, the pipeline and the
  * admission over them; nothing runs until an order is submitted. A pool size, limit or grace
  * period outside its range throws a RangeError, and a step list the pipeline refuses (empty,
- * duplicate names) a TypeError, before anything is built.
+ * duplicate names) a TypeError; nothing is left running either way.
  */
 export function createOrderService(
   options: OrderServiceOptions = {},
