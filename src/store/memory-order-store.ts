@@ -14,7 +14,7 @@ import type {
 } from './order-store.js';
 
 /** How many finished, settled orders a {@link MemoryOrderStore} keeps by default. */
-export const defaultMaxFinishedOrders = 100_000;
+export const defaultMaxFinishedOrders = 10_000;
 
 export interface MemoryOrderStoreOptions {
   /**
