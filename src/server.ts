@@ -2,6 +2,7 @@ import { pathToFileURL } from 'node:url';
 import pino from 'pino';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { buildApp, type App } from './http/app.js';
+import type { OrderMetrics } from './observability/metrics.js';
 import { observabilityOptions, observeOrderService } from './observability/observability.js';
 import type { Admission } from './order/admission.js';
 import type { OrderService } from './order/order-service.js';
@@ -43,7 +44,7 @@ export async function startOrderServer(config: Config, logger = pino()): Promise
     courierQueueLimit: config.courierQueueLimit,
     abandonGraceMs: config.abandonGraceMs,
   });
-  const ledger = await startLedger(service, config, logger, observability.metrics?.ledgerHooks());
+  const ledger = await startLedger(service, config, logger, ledgerHooks(observability.metrics));
   const app = buildApp({
     ledger,
     service,
@@ -75,6 +76,22 @@ export async function startOrderServer(config: Config, logger = pino()): Promise
     await app.close();
   };
   return { app, service, shutDown };
+}
+
+/** ledgerHooks feeds the ledger's compensations, operator flags and recoveries to the metrics. */
+function ledgerHooks(metrics: OrderMetrics | undefined): LedgerHooks | undefined {
+  if (metrics === undefined) return undefined;
+  return {
+    compensationAttempted: (step, result) => {
+      metrics.recordCompensation(step, result);
+    },
+    operatorFlagged: (_orderId, step) => {
+      metrics.recordOperatorFlag(step);
+    },
+    orderRecovered: () => {
+      metrics.recordRecovery();
+    },
+  };
 }
 
 /**

@@ -2,7 +2,6 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { Pool } from '../core/semaphore.js';
 import { errorKinds } from '../order/errors.js';
 import type { StepStatus } from '../order/pipeline.js';
-import type { LedgerHooks } from '../store/order-ledger.js';
 import type { PoolWait } from './observed-pool.js';
 import type { OrderRecord } from './order-record.js';
 
@@ -211,19 +210,19 @@ export class OrderMetrics {
     return child;
   }
 
-  /** ledgerHooks feeds the order ledger's compensations, operator flags and recoveries in. */
-  ledgerHooks(): LedgerHooks {
-    return {
-      compensationAttempted: (step, result) => {
-        this.#compensations.labels(step, result).inc();
-      },
-      operatorFlagged: (_orderId, step) => {
-        this.#operatorFlags.labels(step).inc();
-      },
-      orderRecovered: () => {
-        this.#ordersRecovered.inc();
-      },
-    };
+  /** recordCompensation counts one compensation attempt of `step` and its result. */
+  recordCompensation(step: string, result: 'compensated' | 'compensation_failed'): void {
+    this.#compensations.labels(step, result).inc();
+  }
+
+  /** recordOperatorFlag counts a compensation of `step` flagged for an operator. */
+  recordOperatorFlag(step: string): void {
+    this.#operatorFlags.labels(step).inc();
+  }
+
+  /** recordRecovery counts an order recovered from a dead instance. */
+  recordRecovery(): void {
+    this.#ordersRecovered.inc();
   }
 
   /** scrape renders every metric in the Prometheus text format. */
