@@ -18,6 +18,8 @@ interface Load {
   max: number;
   non2xx: number;
   errors: number;
+  /** The answers that were not 2xx, by status, e.g. `504×12`. */
+  statuses: string;
 }
 
 const oneMs = { payment: 1, vendor: 1, courier: 1 };
@@ -43,6 +45,10 @@ async function load(url: string, connections: number, seconds: number): Promise<
     max: result.latency.max,
     non2xx: result.non2xx,
     errors: result.errors + result.timeouts,
+    statuses: Object.entries(result.statusCodeStats ?? {})
+      .filter(([status]) => !status.startsWith('2'))
+      .map(([status, stats]) => `${status}×${stats.count ?? 0}`)
+      .join(' '),
   };
 }
 
@@ -62,7 +68,11 @@ async function measured(
 
 function details(run: Load): string {
   const bad = run.non2xx + run.errors;
-  return `p50 ${run.p50} ms · p99 ${run.p99} ms · max ${run.max} ms · non-2xx/errors ${bad}`;
+  const breakdown =
+    bad === 0
+      ? ''
+      : ` (${[run.statuses, run.errors > 0 ? `errors/timeouts×${run.errors}` : ''].filter(Boolean).join(' ')})`;
+  return `p50 ${run.p50} ms · p99 ${run.p99} ms · max ${run.max} ms · non-2xx/errors ${bad}${breakdown}`;
 }
 
 export async function httpBenchmarks(options: { quick: boolean }): Promise<Row[]> {

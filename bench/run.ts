@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { table, type Row } from './report.js';
@@ -43,6 +43,8 @@ const scratch = mkdtempSync(join(tmpdir(), 'order-pipeline-bench-'));
 const rows: Row[] = [];
 let failed = false;
 const startedAt = performance.now();
+// The machine may be shared: its load before and after the run says how quiet it was.
+const loadBefore = loadavg()[0] ?? Number.NaN;
 try {
   for (const name of sectionNames) {
     if (only !== undefined && !only.includes(name)) continue;
@@ -80,11 +82,13 @@ try {
 }
 
 const seconds = (performance.now() - startedAt) / 1000;
+const loadAfter = loadavg()[0] ?? Number.NaN;
 const targets = rows.filter((r) => r.met !== undefined);
 const met = targets.filter((r) => r.met === true).length;
 console.log(
   `\norder-pipeline benchmarks, ${quick ? 'quick' : 'full'} run, ${new Date().toISOString()}` +
-    `\nnode ${process.version}, ${process.platform}/${process.arch}, ${cores} cores, ${seconds.toFixed(0)} s\n\n` +
+    `\nnode ${process.version}, ${process.platform}/${process.arch}, ${cores} cores, ${seconds.toFixed(0)} s, ` +
+    `load average ${loadBefore.toFixed(2)} before and ${loadAfter.toFixed(2)} after (1 min)\n\n` +
     `${table(rows)}\n\ntargets met: ${met} of ${targets.length}`,
 );
 const resultsFile = join(root, 'bench', 'results', 'latest.json');
@@ -95,6 +99,7 @@ const result = {
   cores,
   date: new Date().toISOString(),
   seconds,
+  loadAverage: { before: loadBefore, after: loadAfter },
   rows,
 };
 writeFileSync(resultsFile, `${JSON.stringify(result, null, 2)}\n`);
