@@ -51,8 +51,16 @@ export class MemoryOrderStore implements OrderStore {
   readonly #running = new Set<OrderRecord>();
   /** Finished orders with a compensation to claim (open, not flagged). */
   readonly #compensating = new Set<OrderRecord>();
-  /** Finished orders with nothing left open, oldest first: the ones that may be forgotten. */
-  readonly #settled = new Set<OrderRecord>();
+  /**
+   * Finished orders with nothing left open, in the order they settled: the ones that may be
+   * forgotten, oldest first. An order that was restarted since leaves a stale entry behind,
+   * told apart by its ticket and skipped. (A Set would do, but taking its oldest entry again
+   * and again walks over every entry deleted before it.)
+   */
+  readonly #settledQueue: { readonly order: OrderRecord; readonly ticket: number }[] = [];
+  #settledHead = 0;
+  #settledCount = 0;
+  #tickets = 0;
 
   constructor(options: MemoryOrderStoreOptions = {}) {
     const max = options.maxFinishedOrders ?? defaultMaxFinishedOrders;
@@ -193,25 +201,43 @@ export class MemoryOrderStore implements OrderStore {
    * the oldest settled orders beyond the cap.
    */
   #reindex(order: OrderRecord): void {
-    this.#running.delete(order);
-    this.#compensating.delete(order);
-    this.#settled.delete(order);
     if (order.state === 'running') {
       this.#running.add(order);
+      this.#compensating.delete(order);
+      this.#unsettle(order);
       return;
     }
+    this.#running.delete(order);
     if (order.steps.some(isClaimable)) this.#compensating.add(order);
-    if (!order.steps.some((step) => isOpen(step.compensation))) {
-      // Deleted and added again: a Set iterates in insertion order, so the oldest comes first.
-      this.#settled.add(order);
-      if (this.#settled.size > this.#maxFinishedOrders) {
-        for (const oldest of this.#settled) {
-          this.#settled.delete(oldest);
-          this.#orders.delete(oldest.orderId);
-          break;
-        }
-      }
+    else this.#compensating.delete(order);
+    if (order.steps.some((step) => isOpen(step.compensation))) this.#unsettle(order);
+    else this.#settle(order);
+  }
+
+  #settle(order: OrderRecord): void {
+    if (order.settledTicket !== 0) return;
+    order.settledTicket = ++this.#tickets;
+    this.#settledQueue.push({ order, ticket: order.settledTicket });
+    this.#settledCount++;
+    while (this.#settledCount > this.#maxFinishedOrders) {
+      const oldest = this.#settledQueue[this.#settledHead++];
+      if (oldest === undefined) break;
+      if (oldest.order.settledTicket !== oldest.ticket) continue;
+      oldest.order.settledTicket = 0;
+      this.#settledCount--;
+      this.#orders.delete(oldest.order.orderId);
     }
+    // Drop the consumed head once it is most of the array: amortized O(1) per order.
+    if (this.#settledHead > 1024 && this.#settledHead * 2 > this.#settledQueue.length) {
+      this.#settledQueue.splice(0, this.#settledHead);
+      this.#settledHead = 0;
+    }
+  }
+
+  #unsettle(order: OrderRecord): void {
+    if (order.settledTicket === 0) return;
+    order.settledTicket = 0;
+    this.#settledCount--;
   }
 }
 
@@ -267,6 +293,8 @@ class OrderRecord {
   readonly createdAt: number;
   updatedAt: number;
   finishedAt: number | undefined = undefined;
+  /** The store's ticket of this order in its queue of settled orders; 0 while not settled. */
+  settledTicket = 0;
 
   constructor(input: BeginInput) {
     this.orderId = input.orderId;

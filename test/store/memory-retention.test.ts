@@ -95,6 +95,27 @@ describe('MemoryOrderStore retention', () => {
     ).toEqual(['again']);
   });
 
+  it('an order settled again after a restart counts as settled from its second finish', async () => {
+    const store = new MemoryOrderStore({ maxFinishedOrders: 2 });
+    await finished(store, 'again');
+    await finished(store, 'a');
+    await store.restart(begin('again'));
+    await store.finish({
+      orderId: 'again',
+      owner: 'me',
+      outcome: { status: 'ok' },
+      steps: [],
+      compensations: [],
+      now: 3_000,
+    });
+    await finished(store, 'b');
+    expect(await kept(store, ['again', 'a', 'b'])).toEqual(['again', 'b']);
+    await finished(store, 'c');
+    await finished(store, 'd');
+    expect(await kept(store, ['again', 'a', 'b', 'c', 'd'])).toEqual(['c', 'd']);
+    expect(store.size).toBe(2);
+  });
+
   it('rejects a cap that is not a positive integer', () => {
     for (const bad of [0, -1, 1.5, Number.NaN]) {
       expect(() => new MemoryOrderStore({ maxFinishedOrders: bad }), String(bad)).toThrow(
