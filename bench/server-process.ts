@@ -57,7 +57,8 @@ export async function startServer(env: Record<string, string | undefined>): Prom
   const port = await freePort();
   // BENCH_SERVER_NODE_FLAGS passes flags to the server's node, e.g. `--cpu-prof` or `--trace-gc`.
   const nodeFlags = (process.env['BENCH_SERVER_NODE_FLAGS'] ?? '').split(' ').filter(Boolean);
-  const command = pinnedCommand(['node', ...nodeFlags, serverEntry]);
+  // The same V8 flag as `npm start`: a larger young generation, fewer scavenges per order.
+  const command = pinnedCommand(['node', '--max-semi-space-size=16', ...nodeFlags, serverEntry]);
   const child = spawn(command[0] ?? 'node', command.slice(1), {
     env: definedOnly({
       ...process.env,
