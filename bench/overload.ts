@@ -129,6 +129,8 @@ interface Run {
  */
 async function offer(server: BenchServer, rate: number, seconds: number): Promise<Run> {
   const answers: Answer[] = [];
+  // First in, first out: every connection is used in turn, so none sits idle long enough to
+  // race the server's keep-alive timeout (a request sent as the server closes the connection).
   const idle: LoadConnection[] = [];
   let due = 0;
   let sent = 0;
@@ -181,7 +183,7 @@ async function offer(server: BenchServer, rate: number, seconds: number): Promis
       due += target - scheduled;
       scheduled = target;
       while (due > 0) {
-        const connection = idle.pop();
+        const connection = idle.shift();
         if (connection === undefined) break;
         if (connection.closed) continue;
         sendTo(connection);
