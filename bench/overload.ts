@@ -1,8 +1,8 @@
 import net from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { defaultConfig } from '../src/config.js';
-import { percentile, row, type Row } from './report.js';
 import { metricsPrefix } from '../src/observability/metrics.js';
+import { percentile, row, type Row } from './report.js';
 import { metrics, startServer, type BenchServer } from './server-process.js';
 
 /**
@@ -10,7 +10,8 @@ import { metrics, startServer, type BenchServer } from './server-process.js';
  * loop: a request is sent when it is due, whatever the server answers) against the server
  * with its default admission limits. Reports the admitted orders' latency against the bound
  * the courier queue sets, the refusals' latency, the count of each status, and the server's
- * RSS at the start, middle and end of the run.
+ * RSS at the start, middle and end of the run; the courier queue and the event-loop delay of
+ * the server and of the load generator, read each second, say what the tails come from.
  */
 
 const poolSize = 5;
