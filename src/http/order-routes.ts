@@ -2,12 +2,12 @@ import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebo
 import type { FastifyBaseLogger } from 'fastify';
 import { CancelSource, link } from '../core/cancellation.js';
 import { OrderError } from '../order/errors.js';
-import type { Order } from '../order/order.js';
 import type { OrderService } from '../order/order-service.js';
 import { logOrderSummary, withOrderId } from '../observability/order-log.js';
 import type { OrderOutcome } from '../order/pipeline.js';
-import type { OrderLedger, RecordedOutcome, SubmitResult } from '../store/order-ledger.js';
+import type { OrderLedger, SubmitResult } from '../store/order-ledger.js';
 import { errorBody, statusOf } from './error-catalogue.js';
+import { orderFromBody, toResponse } from './order-mapping.js';
 import { sendSubmitResult } from './recorded-orders.js';
 import { OrderBody, OrderResponse } from './schemas.js';
 
@@ -39,13 +39,7 @@ export const orderRoutes: FastifyPluginCallbackTypebox<OrderRoutesOptions> = (
     },
     async (request, reply) => {
       const body = request.body;
-      const order: Order = {
-        id: body.order_id,
-        amount: body.amount,
-        failStep: body.fail_step,
-        delayMs: body.delay_ms,
-        failCompensation: body.fail_compensation,
-      };
+      const order = orderFromBody(body);
       // Every line about this order carries its id, the framework's `request completed` too.
       const log = withOrderId(request.log, order.id);
       request.log = log;
@@ -90,12 +84,12 @@ export const orderRoutes: FastifyPluginCallbackTypebox<OrderRoutesOptions> = (
         return sendSubmitResult(reply, order.id, outcome);
       }
       logOrderSummary(log, outcome);
-      logOutcome(request.log, order.id, outcome);
+      logOutcome(log, outcome);
       // The order is over; a client leaving while its answer is written cannot undo it, so
       // this is logged as an undelivered answer, with the order's real outcome.
       response.once('close', () => {
         if (!response.writableFinished) {
-          request.log.info({ orderId: order.id, outcome: outcome.status }, 'answer not delivered');
+          log.info({ outcome: outcome.status }, 'answer not delivered');
         }
       });
       const status = outcome.error === undefined ? 200 : statusOf[outcome.error.kind];
@@ -118,43 +112,19 @@ export const orderRoutes: FastifyPluginCallbackTypebox<OrderRoutesOptions> = (
 
 /**
  * logOutcome logs what needs a human's eye: an order canceled (by its client or a shutdown)
- * at info, and steps abandoned because they ignored the abort at warn.
+ * at info, and steps abandoned because they ignored the abort at warn. `log` is the order's
+ * logger, which carries `order_id`.
  */
-function logOutcome(log: FastifyBaseLogger, orderId: string, outcome: OrderOutcome): void {
+function logOutcome(log: FastifyBaseLogger, outcome: OrderOutcome): void {
   const kind = outcome.error?.kind;
   if (kind === 'canceled' || kind === 'shutting_down') {
-    log.info({ orderId, kind }, 'order canceled');
+    log.info({ kind }, 'order canceled');
   }
   const abandoned = outcome.steps.filter((step) => step.status === 'abandoned');
   if (abandoned.length > 0) {
     log.warn(
-      { orderId, abandoned: abandoned.map((step) => step.name) },
+      { abandoned: abandoned.map((step) => step.name) },
       'steps ignored the abort and were abandoned',
     );
   }
-}
-
-/**
- * toResponse turns an outcome (live, or as recorded by the order ledger) into the response
- * body, durations rounded to microseconds.
- */
-export function toResponse(
-  orderId: string,
-  outcome: OrderOutcome | RecordedOutcome,
-): OrderResponse {
-  const body: OrderResponse = {
-    status: outcome.status,
-    order_id: orderId,
-    steps: outcome.steps.map((step) => ({
-      name: step.name,
-      status: step.status,
-      duration_ms: Math.round(step.durationMs * 1000) / 1000,
-      ...(step.detail === undefined ? {} : { detail: step.detail }),
-      ...('compensation' in step && step.compensation !== undefined
-        ? { compensation: step.compensation }
-        : {}),
-    })),
-  };
-  if (outcome.error !== undefined) body.error = { ...outcome.error };
-  return body;
 }

@@ -5,8 +5,9 @@ import { isErrorKind } from '../order/errors.js';
 import type { OrderLedger, SubmitResult } from '../store/order-ledger.js';
 import type { StoredOrder } from '../store/order-store.js';
 import { errorBody, statusOf } from './error-catalogue.js';
-import { toResponse } from './order-routes.js';
 import type { Order } from '../order/order.js';
+import { roundMs } from '../observability/order-log.js';
+import { orderFromBody, toResponse } from './order-mapping.js';
 import { OrderBody, OrderResponse } from './schemas.js';
 
 /**
@@ -114,9 +115,7 @@ function toRecordedOrder(order: StoredOrder): typeof RecordedOrder.static {
     steps: order.steps.map((step) => ({
       name: step.name,
       status: step.status,
-      ...(step.durationMs === undefined
-        ? {}
-        : { duration_ms: Math.round(step.durationMs * 1000) / 1000 }),
+      ...(step.durationMs === undefined ? {} : { duration_ms: roundMs(step.durationMs) }),
       ...(step.detail === undefined ? {} : { detail: step.detail }),
       compensation: step.compensation,
       compensation_attempts: step.compensationAttempts,
@@ -138,17 +137,6 @@ function toRecordedOrder(order: StoredOrder): typeof RecordedOrder.static {
 /** A kind read back from the store may predate this build: unknown kinds answer 500. */
 function statusOfRecorded(kind: string): number {
   return isErrorKind(kind) ? statusOf[kind] : 500;
-}
-
-/** orderFromBody builds the order a validated `POST /order` body describes. */
-export function orderFromBody(body: OrderBody): Order {
-  return {
-    id: body.order_id,
-    amount: body.amount,
-    failStep: body.fail_step,
-    delayMs: body.delay_ms,
-    failCompensation: body.fail_compensation,
-  };
 }
 
 /**

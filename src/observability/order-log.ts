@@ -80,6 +80,7 @@ export function logOrderSummary(
   );
 }
 
-function roundMs(ms: number): number {
+/** roundMs rounds milliseconds to microseconds, as every duration the service reports. */
+export function roundMs(ms: number): number {
   return Math.round(ms * 1000) / 1000;
 }
