@@ -1,5 +1,7 @@
 import type { TracesExporter } from './observability/tracing.js';
 
+const tracesExporters: readonly TracesExporter[] = ['none', 'otlp', 'console'];
+
 /**
  * Config is the service's configuration, read from the environment once at start-up.
  */
@@ -236,17 +238,10 @@ function observabilityConfig(env: NodeJS.ProcessEnv): ObservabilityConfig {
 
 function tracesExporterVar(env: NodeJS.ProcessEnv): TracesExporter {
   if (stringVar(env, 'OTEL_SDK_DISABLED', 'false').toLowerCase() === 'true') return 'none';
-  const exporter = stringVar(env, 'OTEL_TRACES_EXPORTER', '').toLowerCase();
-  if (exporter === '') {
-    const endpoint =
-      stringVar(env, 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', '') ||
-      stringVar(env, 'OTEL_EXPORTER_OTLP_ENDPOINT', '');
-    return endpoint === '' ? 'none' : 'otlp';
-  }
-  if (exporter === 'none' || exporter === 'otlp' || exporter === 'console') return exporter;
-  throw new ConfigError(
-    `OTEL_TRACES_EXPORTER must be otlp, console or none, got ${JSON.stringify(env['OTEL_TRACES_EXPORTER'])}`,
-  );
+  const endpoint =
+    stringVar(env, 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', '') ||
+    stringVar(env, 'OTEL_EXPORTER_OTLP_ENDPOINT', '');
+  return oneOfVar(env, 'OTEL_TRACES_EXPORTER', tracesExporters, endpoint === '' ? 'none' : 'otlp');
 }
 
 /** boolVar reads `true`/`false` (also `1`/`0`, any case). */
