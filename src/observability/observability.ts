@@ -1,8 +1,11 @@
 import type { Config } from '../config.js';
 import type { Cancellation } from '../core/cancellation.js';
-import { Semaphore } from '../core/semaphore.js';
 import type { Order } from '../order/order.js';
-import { createOrderService, type OrderServiceOptions } from '../order/order-service.js';
+import {
+  courierPoolOf,
+  createOrderService,
+  type OrderServiceOptions,
+} from '../order/order-service.js';
 import type { OrderOutcome, PipelineObserver } from '../order/pipeline.js';
 import { OrderMetrics } from './metrics.js';
 import { ObservedPool, type PoolWait } from './observed-pool.js';
@@ -83,7 +86,7 @@ export function observeOrderService(
   }
 
   const now = performance.now.bind(performance);
-  const basePool = serviceOptions.courierPool ?? new Semaphore(serviceOptions.courierPoolSize ?? 5);
+  const basePool = courierPoolOf(serviceOptions);
   // Assigned once the service exists: the metrics read its tracker and step names.
   let metrics: OrderMetrics | undefined;
   const watchDetail = recentOrders !== undefined || tracer !== undefined;

@@ -41,6 +41,17 @@ export interface OrderServiceOptions {
 export const defaultAbandonGraceMs = 1000;
 
 /**
+ * courierPoolOf is the courier pool a service built with `options` uses: the pool given, or
+ * else an in-process {@link Semaphore} of `courierPoolSize` slots (5 by default). A size that
+ * is not a positive integer throws a RangeError.
+ */
+export function courierPoolOf(
+  options: Pick<OrderServiceOptions, 'courierPool' | 'courierPoolSize'>,
+): Pool {
+  return options.courierPool ?? new Semaphore(options.courierPoolSize ?? 5);
+}
+
+/**
  * createOrderService builds the courier pool, the tracker, the steps, the pipeline and the
  * admission over them; nothing runs until an order is submitted. A pool size, limit or grace
  * period outside its range throws a RangeError, and a step list the pipeline refuses (empty,
@@ -49,7 +60,7 @@ export const defaultAbandonGraceMs = 1000;
 export function createOrderService(
   options: OrderServiceOptions = {},
 ): OrderService & { readonly admission: Admission } {
-  const courierPool = options.courierPool ?? new Semaphore(options.courierPoolSize ?? 5);
+  const courierPool = courierPoolOf(options);
   const tracker = new Tracker();
   const steps =
     options.steps?.(courierPool) ??
