@@ -1,7 +1,7 @@
 import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { FastifyReply } from 'fastify';
-import { isErrorKind } from '../order/errors.js';
+import { isErrorKind, kindMessage } from '../order/errors.js';
 import type { OrderLedger, SubmitResult } from '../store/order-ledger.js';
 import type { StoredOrder } from '../store/order-store.js';
 import { errorBody, statusOf } from './error-catalogue.js';
@@ -35,7 +35,7 @@ export function sendSubmitResult(
         .code(statusOf.order_in_progress)
         .header('idempotent-replayed', 'true')
         .header('retry-after', String(result.retryAfterSeconds))
-        .send(errorBody('order_in_progress', 'this order is still in progress, retry later'));
+        .send(errorBody('order_in_progress', kindMessage('order_in_progress')));
     case 'outcome': {
       const kind = result.outcome.error?.kind;
       if (result.replayed) void reply.header('idempotent-replayed', 'true');

@@ -1,6 +1,6 @@
 import { CancelSource, type Cancellation } from '../core/cancellation.js';
 import type { Pool } from '../core/semaphore.js';
-import { OrderError } from './errors.js';
+import { OrderError, kindMessage } from './errors.js';
 
 export interface AdmissionOptions {
   /** The courier pool whose wait queue is bounded. */
@@ -151,7 +151,7 @@ export class Admission {
    * linked to it stops and answers. Only the first call has an effect.
    */
   abortInflight(): void {
-    this.#shutdown.abort(new OrderError('shutting_down', refusalMessages.shutting_down));
+    this.#shutdown.abort(new OrderError('shutting_down', kindMessage('shutting_down')));
   }
 
   #notifyIdle(): void {
@@ -161,13 +161,8 @@ export class Admission {
   }
 }
 
-const refusalMessages = {
-  overloaded: 'the service is overloaded, retry later',
-  shutting_down: 'the service is shutting down, retry elsewhere',
-} as const;
-
-function refusal(kind: keyof typeof refusalMessages, retryAfterSeconds: number): Refused {
-  const error = new OrderError(kind, refusalMessages[kind]);
+function refusal(kind: 'overloaded' | 'shutting_down', retryAfterSeconds: number): Refused {
+  const error = new OrderError(kind, kindMessage(kind));
   return { admitted: false, error, retryAfterSeconds };
 }
 

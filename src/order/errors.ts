@@ -57,7 +57,12 @@ export function kindOf(error: unknown): ErrorKind {
  */
 export function publicMessage(error: unknown): string {
   if (error instanceof OrderError) return error.message;
-  return fixedMessages[kindOf(error)];
+  return kindMessage(kindOf(error));
+}
+
+/** kindMessage is the fixed text, safe to show a client, that describes `kind`. */
+export function kindMessage(kind: ErrorKind): string {
+  return fixedMessages[kind];
 }
 
 const fixedMessages: Record<ErrorKind, string> = {
