@@ -1,5 +1,6 @@
 import { hash as digest, randomUUID } from 'node:crypto';
 import type { ParentCancellation } from '../core/cancellation.js';
+import { kindMessage } from '../order/errors.js';
 import type { Order } from '../order/order.js';
 import type { OrderOutcome, Pipeline, StepResult } from '../order/pipeline.js';
 import {
@@ -437,7 +438,7 @@ export class OrderLedger {
         ...(step.detail === undefined ? {} : { detail: step.detail }),
         compensation: pending.has(step.name) ? 'pending' : 'not_needed',
       })),
-      error: { kind: 'interrupted', message: 'the order was interrupted by a server restart' },
+      error: { kind: 'interrupted', message: kindMessage('interrupted') },
     };
     const finished = await this.#store.finish({
       orderId: orphan.orderId,
