@@ -1,3 +1,4 @@
+import { roundMs } from './order-log.js';
 import { courierStepName, type OrderRecord } from './order-record.js';
 
 /** TimelineStep is one bar of a timeline row; times in milliseconds from the order's start. */
@@ -83,27 +84,23 @@ export class RecentOrders {
       seq,
       order_id: order.orderId,
       started_at: Math.round(this.#timeOrigin + order.startedAt),
-      duration_ms: round(order.durationMs),
+      duration_ms: roundMs(order.durationMs),
       status: outcome.status,
       steps: outcome.steps.map((step) => {
         const bar: TimelineStep = {
           name: step.name,
           status: step.status,
-          end_ms: round(step.durationMs),
+          end_ms: roundMs(step.durationMs),
         };
         if (step.detail !== undefined) bar.detail = step.detail;
         if (step.name === courierStepName && courierWait !== undefined) {
-          bar.wait_ms = round(courierWait.settledAt - order.startedAt);
+          bar.wait_ms = roundMs(courierWait.settledAt - order.startedAt);
         }
         return bar;
       }),
     };
     if (outcome.error !== undefined) row.kind = outcome.error.kind;
-    if (order.canceledAtMs !== undefined) row.canceled_at_ms = round(order.canceledAtMs);
+    if (order.canceledAtMs !== undefined) row.canceled_at_ms = roundMs(order.canceledAtMs);
     return row;
   }
-}
-
-function round(ms: number): number {
-  return Math.round(ms * 1000) / 1000;
 }
