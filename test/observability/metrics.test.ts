@@ -34,6 +34,23 @@ function sample(text: string, series: string): number | undefined {
   return line === undefined ? undefined : Number(line.slice(series.length + 1));
 }
 
+/** courierHoldingUntil is a single courier step that holds its pool slot until `done`. */
+function courierHoldingUntil(done: Promise<void>): (pool: Pool) => Step<Order>[] {
+  return (pool) => [
+    {
+      name: 'courier',
+      run: async (_order, cancel) => {
+        const permit = await pool.acquire(cancel);
+        try {
+          await done;
+        } finally {
+          permit.release();
+        }
+      },
+    },
+  ];
+}
+
 describe('GET /metrics', () => {
   it('counts orders by outcome and kind, and times orders and steps by status', async () => {
     const test = build();
@@ -69,19 +86,7 @@ describe('GET /metrics', () => {
 
   it('reads the pool and the steps in flight at scrape time', async () => {
     const courierDone = deferred();
-    const steps = (pool: Pool): Step<Order>[] => [
-      {
-        name: 'courier',
-        run: async (_order, cancel) => {
-          const permit = await pool.acquire(cancel);
-          try {
-            await courierDone.promise;
-          } finally {
-            permit.release();
-          }
-        },
-      },
-    ];
+    const steps = courierHoldingUntil(courierDone.promise);
     const test = build({ courierPoolSize: 1, steps });
     const first = test.app.inject({ method: 'POST', url: '/order', payload: quickOrder });
     const second = test.app.inject({
@@ -110,19 +115,7 @@ describe('GET /metrics', () => {
 
   it('counts orders refused by admission control, and the orders in flight', async () => {
     const courierDone = deferred();
-    const steps = (pool: Pool): Step<Order>[] => [
-      {
-        name: 'courier',
-        run: async (_order, cancel) => {
-          const permit = await pool.acquire(cancel);
-          try {
-            await courierDone.promise;
-          } finally {
-            permit.release();
-          }
-        },
-      },
-    ];
+    const steps = courierHoldingUntil(courierDone.promise);
     const test = build({ maxInflightOrders: 1, steps });
     const admitted = test.app.inject({ method: 'POST', url: '/order', payload: quickOrder });
     await expect.poll(() => test.service.courierPool.inUse).toBe(1);
