@@ -115,8 +115,9 @@ export function observeOrderService(
   };
 
   const observer: PipelineObserver<Order> = {
-    orderStarted(order, cancel) {
-      const startedAt = now();
+    // The pipeline's start is the origin of its steps' durations: reading the clock again
+    // here would shift every step against the abort and the courier wait.
+    orderStarted(order, cancel, startedAt) {
       if (!watchDetail) {
         return (outcome) => {
           record(toRecord(order, startedAt, now(), outcome, undefined));

@@ -31,12 +31,17 @@ export interface OrderOutcome {
 /**
  * PipelineObserver watches orders from outside the pipeline (metrics, traces, the dashboard).
  * {@link orderStarted} is called synchronously when an order starts, before its steps run,
- * with the cancellation its steps share; the function it returns, if any, is called once
+ * with the cancellation its steps share and the order's start on the pipeline's clock (the
+ * origin of every step's `durationMs`); the function it returns, if any, is called once
  * with the outcome just before {@link Pipeline.run} resolves. Neither may throw: an observer
  * that throws makes `run` reject.
  */
 export interface PipelineObserver<Order> {
-  orderStarted(order: Order, cancel: Cancellation): ((outcome: OrderOutcome) => void) | undefined;
+  orderStarted(
+    order: Order,
+    cancel: Cancellation,
+    startedAt: number,
+  ): ((outcome: OrderOutcome) => void) | undefined;
 }
 
 export interface PipelineOptions<Order = unknown> {
@@ -124,7 +129,7 @@ export class Pipeline<Order> {
       status: 'abandoned',
       durationMs: 0,
     }));
-    const settled = this.#observer?.orderStarted(order, group.cancellation);
+    const settled = this.#observer?.orderStarted(order, group.cancellation, startedAt);
     let deadline: NodeJS.Timeout | undefined;
     const { deadlineMs } = options;
     if (deadlineMs !== undefined && !group.cancellation.aborted) {
