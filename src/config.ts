@@ -1,6 +1,6 @@
-import type { TracesExporter } from './observability/tracing.js';
-
-const tracesExporters: readonly TracesExporter[] = ['none', 'otlp', 'console'];
+/** Where traces go: nowhere, an OTLP/HTTP collector, or the console. */
+export const tracesExporters = ['none', 'otlp', 'console'] as const;
+export type TracesExporter = (typeof tracesExporters)[number];
 
 /**
  * Config is the service's configuration, read from the environment once at start-up.
@@ -26,8 +26,6 @@ export interface Config {
   readonly tracesExporter: TracesExporter;
   /** Orders admitted and not yet answered; beyond it new orders get 503 `overloaded`. */
   readonly maxInflightOrders: number;
-  /** Orders allowed to wait for a courier slot; beyond it new orders get 503 `overloaded`. */
-  readonly courierQueueLimit: number;
   /** How long an aborted order waits for steps that ignore the abort before answering. */
   readonly abandonGraceMs: number;
   /** How long a shutdown waits for in-flight orders before aborting them. */
@@ -41,12 +39,17 @@ export interface Config {
   /** Largest request head (request line and headers) accepted, in bytes; larger gets 431. */
   readonly maxHeaderSizeBytes: number;
   /**
-   * Where orders are recorded: `pglite` (embedded, under {@link dataDir}), `postgres` (at
+   * Where orders are recorded: `sqlite` (embedded, under {@link dataDir}), `postgres` (at
    * {@link databaseUrl}; the default when it is set) or `memory` (nothing survives a restart).
    */
   readonly orderStore: OrderStoreKind;
   /** Directory of the embedded store. */
   readonly dataDir: string;
+  /**
+   * What a recorded order survives: `normal`, a crash of the process (the default); `full`,
+   * also a crash of the machine or a power loss (every commit is flushed to the disk).
+   */
+  readonly storeSync: StoreSync;
   /** PostgreSQL connection string of the shared store. */
   readonly databaseUrl: string | undefined;
   /** Connections in the PostgreSQL pool. */
@@ -59,10 +62,15 @@ export interface Config {
   readonly compensationMaxAttempts: number;
   /** Delay before the first compensation retry; doubles per attempt, with jitter. */
   readonly compensationRetryBaseMs: number;
+  /** Cap of the compensation retry delay. */
+  readonly compensationRetryMaxMs: number;
 }
 
-export const orderStoreKinds = ['pglite', 'postgres', 'memory'] as const;
+export const orderStoreKinds = ['sqlite', 'postgres', 'memory'] as const;
 export type OrderStoreKind = (typeof orderStoreKinds)[number];
+
+export const storeSyncLevels = ['normal', 'full'] as const;
+export type StoreSync = (typeof storeSyncLevels)[number];
 
 /** The log levels LOG_LEVEL accepts: pino's own, and `silent` for none. */
 export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -80,21 +88,22 @@ export const defaultConfig: Config = {
   dashboardEnabled: true,
   tracesExporter: 'none',
   maxInflightOrders: 1000,
-  courierQueueLimit: 50,
   abandonGraceMs: 1000,
   drainTimeoutMs: 10_000,
   headersTimeoutMs: 10_000,
   bodyTimeoutMs: 30_000,
   keepAliveTimeoutMs: 5000,
   maxHeaderSizeBytes: 16 * 1024,
-  orderStore: 'pglite',
+  orderStore: 'sqlite',
   dataDir: './data',
+  storeSync: 'normal',
   databaseUrl: undefined,
   databasePoolSize: 10,
   orderLeaseMs: 15_000,
   compensationTimeoutMs: 2000,
   compensationMaxAttempts: 8,
   compensationRetryBaseMs: 500,
+  compensationRetryMaxMs: 60_000,
 };
 
 /** ConfigError says which variable is wrong and what was expected. */
@@ -127,12 +136,14 @@ type OrderStoreConfig = Pick<
   Config,
   | 'orderStore'
   | 'dataDir'
+  | 'storeSync'
   | 'databaseUrl'
   | 'databasePoolSize'
   | 'orderLeaseMs'
   | 'compensationTimeoutMs'
   | 'compensationMaxAttempts'
   | 'compensationRetryBaseMs'
+  | 'compensationRetryMaxMs'
 >;
 
 /**
@@ -147,7 +158,7 @@ function orderStoreConfig(env: NodeJS.ProcessEnv): OrderStoreConfig {
     env,
     'ORDER_STORE',
     orderStoreKinds,
-    databaseUrl === undefined ? 'pglite' : 'postgres',
+    databaseUrl === undefined ? 'sqlite' : 'postgres',
   );
   if (orderStore === 'postgres' && databaseUrl === undefined) {
     throw new ConfigError('ORDER_STORE=postgres needs DATABASE_URL');
@@ -155,6 +166,7 @@ function orderStoreConfig(env: NodeJS.ProcessEnv): OrderStoreConfig {
   return {
     orderStore,
     dataDir: stringVar(env, 'DATA_DIR', d.dataDir),
+    storeSync: oneOfVar(env, 'STORE_SYNC', storeSyncLevels, d.storeSync),
     databaseUrl,
     databasePoolSize: intVar(env, 'DATABASE_POOL_SIZE', d.databasePoolSize, 1, 1000),
     orderLeaseMs: intVar(env, 'ORDER_LEASE_MS', d.orderLeaseMs, 100, 3_600_000),
@@ -179,13 +191,19 @@ function orderStoreConfig(env: NodeJS.ProcessEnv): OrderStoreConfig {
       1,
       3_600_000,
     ),
+    compensationRetryMaxMs: intVar(
+      env,
+      'COMPENSATION_RETRY_MAX_MS',
+      d.compensationRetryMaxMs,
+      1,
+      86_400_000,
+    ),
   };
 }
 
 type ReliabilityConfig = Pick<
   Config,
   | 'maxInflightOrders'
-  | 'courierQueueLimit'
   | 'abandonGraceMs'
   | 'drainTimeoutMs'
   | 'headersTimeoutMs'
@@ -203,7 +221,6 @@ function reliabilityConfig(env: NodeJS.ProcessEnv): ReliabilityConfig {
   const d = defaultConfig;
   const config: ReliabilityConfig = {
     maxInflightOrders: intVar(env, 'MAX_INFLIGHT_ORDERS', d.maxInflightOrders, 1, 1_000_000),
-    courierQueueLimit: intVar(env, 'COURIER_QUEUE_LIMIT', d.courierQueueLimit, 0, 1_000_000),
     abandonGraceMs: intVar(env, 'ABANDON_GRACE_MS', d.abandonGraceMs, 0, 600_000),
     drainTimeoutMs: intVar(env, 'DRAIN_TIMEOUT_MS', d.drainTimeoutMs, 0, 600_000),
     headersTimeoutMs: intVar(env, 'HEADERS_TIMEOUT_MS', d.headersTimeoutMs, 1, 600_000),

@@ -1,20 +1,19 @@
+/**
+ * order-pipeline: the order service as a library — the primitives, the order domain, the
+ * pipeline, the ledger and the service, with the in-memory store. The durable stores are in
+ * `order-pipeline/stores`, the HTTP server in `order-pipeline/server`, the primitives alone in
+ * `order-pipeline/core`.
+ */
+export * from './core/index.js';
 export {
-  CancelSource,
-  link,
-  type Cancellation,
-  type ParentCancellation,
-} from './core/cancellation.js';
-export { Semaphore, type Permit, type Pool } from './core/semaphore.js';
-export { sleep } from './core/sleep.js';
-export { TaskGroup, type Task, type TaskSettled } from './core/task-group.js';
-export { Tracker } from './core/tracker.js';
-export { OrderError, errorKinds, kindOf, publicMessage, type ErrorKind } from './order/errors.js';
-export { stepNames, type Order, type StepName } from './order/order.js';
-export {
-  createOrderService,
-  type OrderService,
-  type OrderServiceOptions,
-} from './order/order-service.js';
+  OrderError,
+  errorKinds,
+  kindMessage,
+  kindOf,
+  publicMessage,
+  type ErrorKind,
+} from './order/errors.js';
+export { parseOrder, stepNames, type Order, type StepName } from './order/order.js';
 export {
   Pipeline,
   type OrderOutcome,
@@ -27,41 +26,22 @@ export {
 export { defaultStepDelays, simulatedSteps } from './order/simulated-steps.js';
 export type { Step } from './order/step.js';
 export {
-  observeOrderService,
-  type Observability,
-  type ObservabilityOptions,
-  type ObservedOrderService,
-} from './observability/observability.js';
-export { OrderMetrics } from './observability/metrics.js';
-export { ObservedPool, type PoolWait } from './observability/observed-pool.js';
-export { OrderTracer, createTracing, type Tracing } from './observability/tracing.js';
+  OrderService,
+  answerSlackMs,
+  type OrderRequest,
+  type OrderServiceOptions,
+} from './service/order-service.js';
 export {
-  compensateInReverse,
-  compensateStep,
-  needsCompensation,
-  retryDelayMs,
-  type CompensationAttempt,
-} from './order/saga.js';
-export {
-  OrderLedger,
-  ledgerDefaults,
-  requestHash,
-  retryableKinds,
-  type LedgerHooks,
-  type LedgerLogger,
-  type OrderLedgerOptions,
-  type RecordedOutcome,
-  type RecordedStep,
-  type SubmitResult,
-} from './store/order-ledger.js';
-export type * from './store/order-store.js';
-export { MemoryOrderStore } from './store/memory-order-store.js';
-export { openPgliteOrderStore } from './store/pglite-order-store.js';
-export { openPostgresOrderStore, type PostgresStoreOptions } from './store/postgres-order-store.js';
-export {
-  SqlOrderStore,
-  migrate,
-  type SqlClient,
-  type SqlDatabase,
-} from './store/sql-order-store.js';
-export { migrations, type Migration } from './store/migrations.js';
+  Admission,
+  type Admitted,
+  type AdmissionOptions,
+  type Refused,
+} from './service/admission.js';
+export { MeasuredPool } from './service/measured-pool.js';
+export { OrderLedger, retryableKinds, type SubmitOptions } from './ledger/order-ledger.js';
+export type { LedgerHooks, LedgerLogger, OrderLedgerOptions } from './ledger/ledger-options.js';
+export type { OrderAnswer } from './ledger/order-answer.js';
+export { fingerprint, canonicalJson } from './ledger/fingerprint.js';
+export { compensateStep, needsCompensation, retryDelayMs } from './ledger/saga.js';
+export type * from './ledger/order-store.js';
+export { MemoryOrderStore, type MemoryOrderStoreOptions } from './store/memory-order-store.js';

@@ -1,13 +1,10 @@
 import { pathToFileURL } from 'node:url';
 import pino from 'pino';
 import { ConfigError, loadConfig, type Config } from './config.js';
+import { Semaphore } from './core/semaphore.js';
 import { buildApp, type App } from './http/app.js';
-import type { OrderMetrics } from './observability/metrics.js';
-import { observabilityOptions, observeOrderService } from './observability/observability.js';
-import type { Admission } from './order/admission.js';
-import type { OrderService } from './order/order-service.js';
-import { orderFromRecordedRequest } from './http/recorded-orders.js';
-import { OrderLedger, type LedgerHooks } from './store/order-ledger.js';
+import { createObservability } from './observability/observability.js';
+import { OrderService } from './service/order-service.js';
 import { openOrderStore } from './store/open-order-store.js';
 
 /**
@@ -21,34 +18,77 @@ export async function startServer(config: Config, logger = pino()): Promise<App>
 /** RunningServer is a listening app, the order service behind it, and its shutdown. */
 export interface RunningServer {
   readonly app: App;
-  readonly service: OrderService & { readonly admission: Admission };
+  readonly service: OrderService;
   /**
    * shutDown drains, then closes: new orders are refused with 503 `shutting_down` and
    * `/readyz` answers 503 while the listener stays open (so clients get an answer rather
    * than a refused connection, and a load balancer sees the drain); orders in flight get up
    * to `drainTimeoutMs` to finish, then are aborted with `shutting_down`; finally the app
-   * closes. Resolves once closed; rejects only if closing the app fails.
+   * closes, and with it the service and its store. Resolves once closed; rejects only if
+   * closing fails.
    */
   shutDown(): Promise<void>;
 }
 
 /**
  * startOrderServer is {@link startServer} that also hands back the service and the shutdown.
- * Admission limits, the abandon grace and the HTTP server limits all come from `config`.
+ * This is the composition root: the one place where the configuration becomes the options
+ * of each module, and where the store, the observability, the service and the app are wired.
+ * Rejects if the store cannot be opened or its recovery fails (the store is closed then).
  */
 export async function startOrderServer(config: Config, logger = pino()): Promise<RunningServer> {
-  const { service, observability } = observeOrderService({
-    ...observabilityOptions(config),
-    courierPoolSize: config.courierPoolSize,
-    maxInflightOrders: config.maxInflightOrders,
-    courierQueueLimit: config.courierQueueLimit,
-    abandonGraceMs: config.abandonGraceMs,
+  const tracing =
+    config.tracesExporter === 'none'
+      ? undefined
+      : (await import('./observability/tracing.js')).createTracing(config.tracesExporter);
+  const observability = createObservability({
+    metrics: config.metricsEnabled,
+    defaultMetrics: config.metricsEnabled,
+    dashboard: config.dashboardEnabled,
+    tracing,
   });
-  const ledger = await startLedger(service, config, logger, ledgerHooks(observability.metrics));
-  const app = buildApp({
-    ledger,
-    service,
+  const store = await openOrderStore({
+    kind: config.orderStore,
+    dataDir: config.dataDir,
+    sync: config.storeSync,
+    databaseUrl: config.databaseUrl,
+    databasePoolSize: config.databasePoolSize,
+  });
+  const service = new OrderService({
+    courierPool: observability.observePool(new Semaphore(config.courierPoolSize)),
+    observer: observability.observer,
     requestTimeoutMs: config.requestTimeoutMs,
+    maxInflightOrders: config.maxInflightOrders,
+    abandonGraceMs: config.abandonGraceMs,
+    store,
+    ownsStore: true,
+    leaseMs: config.orderLeaseMs,
+    compensationTimeoutMs: config.compensationTimeoutMs,
+    compensationMaxAttempts: config.compensationMaxAttempts,
+    compensationRetryBaseMs: config.compensationRetryBaseMs,
+    compensationRetryMaxMs: config.compensationRetryMaxMs,
+    logger,
+    ledgerHooks: observability.ledgerHooks,
+  });
+  observability.watch({
+    courierPool: service.courierPool,
+    tracker: service.tracker,
+    admission: service.admission,
+    stepNames: service.pipeline.stepNames,
+  });
+  try {
+    await service.start();
+  } catch (error) {
+    await service.close();
+    await observability.close();
+    throw error;
+  }
+  logger.info(
+    { store: config.orderStore, instance_id: service.ledger.instanceId },
+    'order store ready',
+  );
+  const app = buildApp({
+    service,
     logger,
     observability,
     benchFloorRoute: config.benchFloorRoute,
@@ -59,7 +99,7 @@ export async function startOrderServer(config: Config, logger = pino()): Promise
       maxHeaderSizeBytes: config.maxHeaderSizeBytes,
     },
   });
-  app.addHook('onClose', () => ledger.close());
+  app.addHook('onClose', () => service.close());
   await app.listen({ host: config.host, port: config.port });
   const shutDown = async (): Promise<void> => {
     const { admission } = service;
@@ -76,58 +116,6 @@ export async function startOrderServer(config: Config, logger = pino()): Promise
     await app.close();
   };
   return { app, service, shutDown };
-}
-
-/** ledgerHooks feeds the ledger's compensations, operator flags and recoveries to the metrics. */
-function ledgerHooks(metrics: OrderMetrics | undefined): LedgerHooks | undefined {
-  if (metrics === undefined) return undefined;
-  return {
-    compensationAttempted: (step, result) => {
-      metrics.recordCompensation(step, result);
-    },
-    operatorFlagged: (_orderId, step) => {
-      metrics.recordOperatorFlag(step);
-    },
-    orderRecovered: () => {
-      metrics.recordRecovery();
-    },
-  };
-}
-
-/**
- * startLedger opens the order store and starts the order ledger over it, which first
- * recovers what a dead process left running. Its `close` also closes the store. Rejects if
- * the store cannot be opened or the recovery fails (the store is closed then).
- */
-async function startLedger(
-  service: OrderService,
-  config: Config,
-  logger: pino.Logger,
-  hooks: LedgerHooks | undefined,
-): Promise<OrderLedger> {
-  const store = await openOrderStore(config);
-  const ledger = new OrderLedger({
-    store,
-    ownsStore: true,
-    pipeline: service.pipeline,
-    steps: service.steps ?? [],
-    toOrder: orderFromRecordedRequest,
-    leaseMs: config.orderLeaseMs,
-    compensationTimeoutMs: config.compensationTimeoutMs,
-    compensationMaxAttempts: config.compensationMaxAttempts,
-    compensationRetryBaseMs: config.compensationRetryBaseMs,
-    sweepIntervalMs: Math.min(1000, Math.floor(config.orderLeaseMs / 3)),
-    logger,
-    hooks,
-  });
-  try {
-    await ledger.start();
-  } catch (error) {
-    await store.close();
-    throw error;
-  }
-  logger.info({ store: config.orderStore, instanceId: ledger.instanceId }, 'order store ready');
-  return ledger;
 }
 
 /** settlesWithin resolves true if `promise` settles within `ms`, else false; no timer lingers. */

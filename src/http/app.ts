@@ -13,22 +13,32 @@ import Fastify, {
 } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Observability } from '../observability/observability.js';
-import type { OrderService } from '../order/order-service.js';
+import type { OrderService } from '../service/order-service.js';
 import { dashboardRoutes } from './dashboard/dashboard-routes.js';
-import { metricsRoute } from './metrics-route.js';
 import { errorBody, statusOf, type HttpErrorKind } from './error-catalogue.js';
-import { maxOrderIdLength } from './schemas.js';
-import type { OrderLedger } from '../store/order-ledger.js';
+import { BadBodyError, strictJsonBodies } from './json-body.js';
+import { metricsRoute } from './metrics-route.js';
 import { orderRoutes } from './order-routes.js';
-import { recordedOrderRoutes } from './recorded-orders.js';
+import { recordedOrderRoutes } from './recorded-order-routes.js';
+import { maxOrderIdLength } from './schemas.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** When the request arrived (`performance.now()`); set on the order route only. */
+    receivedAt: number | undefined;
+  }
+  interface FastifyReply {
+    /** What the request's log line tells of the order it answered, if any. */
+    summary: Record<string, unknown> | undefined;
+  }
+}
 
 /** The largest request body accepted, in bytes. */
 export const bodyLimitBytes = 64 * 1024;
 
 export interface AppOptions {
+  /** The order service: `POST /order` submits to it, `GET /order/:order_id` reads its ledger. */
   service: OrderService;
-  /** Deadline of one order, in milliseconds. */
-  requestTimeoutMs: number;
   /** A pino logger; defaults to no logging. */
   logger?: FastifyBaseLogger;
   /** Timeouts and sizes of the HTTP server; Node's and Fastify's defaults when absent. */
@@ -43,11 +53,6 @@ export interface AppOptions {
    * the framework floor the benchmarks compare `POST /order` with. Off by default.
    */
   benchFloorRoute?: boolean | undefined;
-  /**
-   * Makes `POST /order` exactly-once over a durable store and serves `GET /order/:order_id`;
-   * none by default (each request runs as is). The caller starts and closes it.
-   */
-  ledger?: OrderLedger | undefined;
 }
 
 /**
@@ -81,6 +86,8 @@ export function buildApp(options: AppOptions): App {
     ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
     bodyLimit: bodyLimitBytes,
     return503OnClosing: true,
+    // One line per request, written when it completes (see the onResponse hook below).
+    disableRequestLogging: true,
     // Long enough for the longest order id percent-encoded (up to 12 characters each), so
     // `GET /order/:order_id` validates it against the schema instead of the router cutting it.
     routerOptions: { maxParamLength: 12 * maxOrderIdLength },
@@ -99,6 +106,11 @@ export function buildApp(options: AppOptions): App {
       if (first.keyword === 'additionalProperties' && typeof unknownField === 'string') {
         return new Error(`${where} has an unknown field ${JSON.stringify(unknownField)}`);
       }
+      if (first.keyword === 'pattern' && dataVar === 'headers') {
+        return new Error(
+          'Idempotency-Key must be 1 to 255 visible ASCII characters, bare or in double quotes',
+        );
+      }
       if (first.keyword === 'pattern') {
         return new Error(`${where} must not contain control characters`);
       }
@@ -108,6 +120,22 @@ export function buildApp(options: AppOptions): App {
 
   // Orders are JSON only: any other content type is answered 415.
   app.removeContentTypeParser('text/plain');
+  strictJsonBodies(app);
+  app.decorateRequest('receivedAt', undefined);
+  app.decorateReply('summary', undefined);
+  app.addHook('onResponse', (request, reply, done) => {
+    request.log.info(
+      {
+        method: request.method,
+        url: request.url,
+        status: reply.statusCode,
+        response_time_ms: Math.round(reply.elapsedTime * 1000) / 1000,
+        ...reply.summary,
+      },
+      'request completed',
+    );
+    done();
+  });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const { kind, message } = classifyRequestError(error);
@@ -142,17 +170,13 @@ export function buildApp(options: AppOptions): App {
   // Ready while orders are admitted; 503 once the service drains, so a load balancer stops
   // sending orders while the ones in flight finish. /healthz stays 200 meanwhile.
   app.get('/readyz', (_request, reply) =>
-    options.service.admission?.closed === true
+    options.service.admission.closed
       ? reply.code(503).send(errorBody('shutting_down', 'the service is draining'))
       : reply.send({ status: 'ready' }),
   );
 
-  app.register(orderRoutes, {
-    service: options.service,
-    requestTimeoutMs: options.requestTimeoutMs,
-    ledger: options.ledger,
-  });
-  if (options.ledger !== undefined) app.register(recordedOrderRoutes, { ledger: options.ledger });
+  app.register(orderRoutes, { service: options.service });
+  app.register(recordedOrderRoutes, { service: options.service });
 
   return app;
 }
@@ -229,6 +253,7 @@ function answerFrameworkError(
  */
 function classifyRequestError(error: FastifyError): { kind: HttpErrorKind; message: string } {
   if (error.validation !== undefined) return { kind: 'bad_request', message: error.message };
+  if (error instanceof BadBodyError) return { kind: 'bad_request', message: error.message };
   switch (error.code) {
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return { kind: 'unsupported_media_type', message: 'content type must be application/json' };

@@ -1,20 +1,27 @@
-import type { ErrorKind } from '../order/errors.js';
+import { errorKinds, type ErrorKind } from '../order/errors.js';
 
 /** Kinds of errors that exist only at the HTTP edge, before any order runs. */
-export type EdgeErrorKind =
-  | 'not_found'
-  | 'method_not_allowed'
-  | 'request_timeout'
-  | 'payload_too_large'
-  | 'unsupported_media_type'
-  | 'headers_too_large';
+export const edgeErrorKinds = [
+  'not_found',
+  'method_not_allowed',
+  'request_timeout',
+  'payload_too_large',
+  'unsupported_media_type',
+  'headers_too_large',
+  'unauthorized',
+] as const;
+export type EdgeErrorKind = (typeof edgeErrorKinds)[number];
 
 export type HttpErrorKind = ErrorKind | EdgeErrorKind;
+
+/** Every kind an error body may carry. */
+export const httpErrorKinds: readonly HttpErrorKind[] = [...errorKinds, ...edgeErrorKinds];
 
 /** statusOf is the one table that maps an error kind to its HTTP status. */
 export const statusOf: Readonly<Record<HttpErrorKind, number>> = {
   bad_request: 400,
   payment_declined: 400,
+  unauthorized: 401,
   not_found: 404,
   method_not_allowed: 405,
   canceled: 408,
@@ -30,6 +37,7 @@ export const statusOf: Readonly<Record<HttpErrorKind, number>> = {
   no_courier: 503,
   overloaded: 503,
   shutting_down: 503,
+  unavailable: 503,
   timeout: 504,
 };
 

@@ -1,5 +1,8 @@
 import { Type, type Static } from '@sinclair/typebox';
+import { compensationStatuses, recordedStepStatuses } from '../ledger/order-store.js';
+import { errorKinds } from '../order/errors.js';
 import { stepNames, type StepName } from '../order/order.js';
+import { httpErrorKinds } from './error-catalogue.js';
 
 /** The longest `order_id` accepted, in characters. */
 export const maxOrderIdLength = 128;
@@ -47,23 +50,79 @@ export const OrderBody = Type.Object(
 );
 export type OrderBody = Static<typeof OrderBody>;
 
+/** The longest `Idempotency-Key` accepted, in characters (without its quotes). */
+export const maxIdempotencyKeyLength = 255;
+
+/**
+ * The headers of `POST /order` that the service reads. `Idempotency-Key` is a string of
+ * visible ASCII characters, bare or as a Structured Field string in double quotes (without
+ * escapes), as the IETF draft "The Idempotency-Key HTTP Header Field" writes it.
+ */
+export const OrderHeaders = Type.Object({
+  'idempotency-key': Type.Optional(
+    Type.String({
+      pattern: `^(?:"[\\x20\\x21\\x23-\\x5B\\x5D-\\x7E]{1,${maxIdempotencyKeyLength}}"|[\\x21\\x23-\\x7E]{1,${maxIdempotencyKeyLength}})$`,
+    }),
+  ),
+});
+export type OrderHeaders = Static<typeof OrderHeaders>;
+
+/**
+ * StepResponse is one step of an answer. `duration_ms` is whole milliseconds, truncated, as
+ * the original service reports it.
+ */
 const StepResponse = Type.Object({
   name: Type.String(),
-  status: Type.String(),
-  duration_ms: Type.Number(),
-  detail: Type.Optional(Type.String()),
-  /** For a failed order: `compensated`, `compensation_failed`, `not_needed` or `pending`. */
-  compensation: Type.Optional(Type.String()),
+  status: literals(recordedStepStatuses),
+  duration_ms: Type.Integer(),
+  detail: Type.Optional(literals(errorKinds)),
+  /** For a failed order: where the undoing of the step stood when the order was answered. */
+  compensation: Type.Optional(literals(compensationStatuses)),
 });
 
 /**
  * OrderResponse is every response body of the service: an order's outcome, or an error
- * that stopped the request before an order ran (then without `order_id` and `steps`).
+ * that stopped the request before an order ran (then without `steps`, and without
+ * `order_id` when the request had none).
  */
 export const OrderResponse = Type.Object({
   status: Type.Union([Type.Literal('ok'), Type.Literal('error')]),
   order_id: Type.Optional(Type.String()),
   steps: Type.Optional(Type.Array(StepResponse)),
-  error: Type.Optional(Type.Object({ kind: Type.String(), message: Type.String() })),
+  error: Type.Optional(Type.Object({ kind: literals(httpErrorKinds), message: Type.String() })),
 });
 export type OrderResponse = Static<typeof OrderResponse>;
+
+const RecordedStepResponse = Type.Object({
+  name: Type.String(),
+  status: literals([...recordedStepStatuses, 'running']),
+  duration_ms: Type.Integer(),
+  detail: Type.Optional(literals(errorKinds)),
+  compensation: literals(compensationStatuses),
+  compensation_attempts: Type.Integer(),
+  compensation_error: Type.Optional(Type.String()),
+  next_compensation_at: Type.Optional(Type.String()),
+  needs_operator: Type.Boolean(),
+});
+
+/** RecordedOrder is the body of `GET /order/:order_id`: the most recent run of the order. */
+export const RecordedOrder = Type.Object({
+  order_id: Type.String(),
+  run_id: Type.String(),
+  idempotency_key: Type.Optional(Type.String()),
+  state: literals(['running', 'finished']),
+  status: literals(['running', 'ok', 'error']),
+  attempt: Type.Integer(),
+  error: Type.Optional(Type.Object({ kind: literals(errorKinds), message: Type.String() })),
+  needs_operator: Type.Boolean(),
+  steps: Type.Array(RecordedStepResponse),
+  created_at: Type.String(),
+  updated_at: Type.String(),
+  finished_at: Type.Optional(Type.String()),
+});
+export type RecordedOrder = Static<typeof RecordedOrder>;
+
+/** literals is the schema of one of `values`, typed as their union. */
+function literals<const Value extends string>(values: readonly Value[]) {
+  return Type.Union(values.map((value) => Type.Literal(value)));
+}

@@ -1,17 +1,13 @@
-import type { Config } from '../config.js';
 import type { Cancellation } from '../core/cancellation.js';
+import type { Pool } from '../core/semaphore.js';
+import type { LedgerHooks } from '../ledger/ledger-options.js';
 import type { Order } from '../order/order.js';
-import {
-  courierPoolOf,
-  createOrderService,
-  type OrderServiceOptions,
-} from '../order/order-service.js';
 import type { OrderOutcome, PipelineObserver } from '../order/pipeline.js';
-import { OrderMetrics } from './metrics.js';
+import { OrderMetrics, type AdmissionView } from './metrics.js';
 import { ObservedPool, type PoolWait } from './observed-pool.js';
 import type { OrderRecord } from './order-record.js';
 import { RecentOrders } from './recent-orders.js';
-import { createTracing, type Tracing } from './tracing.js';
+import type { Tracing } from './tracing.js';
 
 export interface ObservabilityOptions {
   /** Prometheus metrics (`GET /metrics`); on by default. */
@@ -28,21 +24,35 @@ export interface ObservabilityOptions {
   onError?: (error: unknown) => void;
 }
 
-/**
- * Observability is what watches an order service: its metrics, the recent orders shown by
- * the dashboard, and its traces. A part that is off is undefined.
- */
-export interface Observability {
-  readonly metrics: OrderMetrics | undefined;
-  readonly recentOrders: RecentOrders | undefined;
-  /** close flushes and stops what needs it (the trace exporter). It never rejects. */
-  close(): Promise<void>;
+/** What the metrics read of a running service at each scrape. */
+export interface ServiceView {
+  readonly courierPool: Pool;
+  readonly tracker: { readonly active: number };
+  readonly admission: AdmissionView;
+  readonly stepNames: readonly string[];
 }
 
-export interface ObservedOrderService {
-  /** The service exactly as {@link createOrderService} builds it. */
-  service: ReturnType<typeof createOrderService>;
-  observability: Observability;
+/**
+ * Observability is what watches an order service: a pipeline observer, a courier pool
+ * wrapper that times each wait, hooks for the ledger, the metrics, the recent orders shown by
+ * the dashboard, and the traces. It builds nothing of the service: the composition root hands
+ * {@link observer}, {@link observePool} and {@link ledgerHooks} to the service, then the
+ * service to {@link watch}. A part that is off is undefined, and costs nothing.
+ */
+export interface Observability {
+  /** Watches every order; undefined when nothing needs it. */
+  readonly observer: PipelineObserver<Order> | undefined;
+  /** The courier pool the service should use: `pool` itself, or wrapped to time each wait. */
+  observePool(pool: Pool): Pool;
+  /** Feeds the ledger's compensations, operator flags and recoveries to the metrics. */
+  readonly ledgerHooks: LedgerHooks | undefined;
+  /** The metrics, once {@link watch} has been called with metrics on. */
+  readonly metrics: OrderMetrics | undefined;
+  readonly recentOrders: RecentOrders | undefined;
+  /** watch starts the metrics of `service` (its gauges are read at each scrape). Once only. */
+  watch(service: ServiceView): void;
+  /** close flushes and stops what needs it (the trace exporter). It never rejects. */
+  close(): Promise<void>;
 }
 
 /** What is learned about an order while it runs. */
@@ -52,18 +62,12 @@ interface OrderWatch {
 }
 
 /**
- * observeOrderService builds an order service (as {@link createOrderService} does) with
- * observability around it: a pipeline observer that feeds the metrics, the dashboard and the
- * traces when each order settles, and a courier pool wrapped to time each wait for a slot.
- *
- * With everything off it builds the plain service: no observer, no wrapper, no cost. With
- * only metrics on, an order costs a few counter and histogram updates when it settles. The
- * dashboard and traces also need the moment an order was aborted and its courier wait, so
- * they add one abort listener and one WeakMap entry per order, both gone when it settles.
+ * createObservability builds what `options` turns on. With only metrics on, an order costs a
+ * few counter and histogram updates when it settles. The dashboard and traces also need the
+ * moment an order was aborted and its courier wait, so they add one abort listener and one
+ * WeakMap entry per order, both gone when it settles.
  */
-export function observeOrderService(
-  options: OrderServiceOptions & ObservabilityOptions = {},
-): ObservedOrderService {
+export function createObservability(options: ObservabilityOptions = {}): Observability {
   const {
     metrics: metricsOn = true,
     defaultMetrics = false,
@@ -71,37 +75,13 @@ export function observeOrderService(
     recentOrders: recentCapacity,
     tracing,
     onError = warn,
-    ...serviceOptions
   } = options;
   const recentOrders = dashboard ? new RecentOrders(recentCapacity) : undefined;
   const tracer = tracing?.tracer;
-  const close = async (): Promise<void> => {
-    await tracing?.shutdown().catch(onError);
-  };
-  if (!metricsOn && recentOrders === undefined && tracer === undefined) {
-    return {
-      service: createOrderService(serviceOptions),
-      observability: { metrics: undefined, recentOrders: undefined, close },
-    };
-  }
-
   const now = performance.now.bind(performance);
-  const basePool = courierPoolOf(serviceOptions);
-  // Assigned once the service exists: the metrics read its tracker and step names.
-  let metrics: OrderMetrics | undefined;
   const watchDetail = recentOrders !== undefined || tracer !== undefined;
   const watches = new WeakMap<Cancellation, OrderWatch>();
-
-  const courierPool = new ObservedPool(
-    basePool,
-    (wait, cancel) => {
-      metrics?.recordCourierWait(wait);
-      if (cancel === undefined) return;
-      const watch = watches.get(cancel);
-      if (watch !== undefined) watch.courierWait = wait;
-    },
-    now,
-  );
+  let metrics: OrderMetrics | undefined;
 
   const record = (orderRecord: OrderRecord): void => {
     try {
@@ -114,57 +94,77 @@ export function observeOrderService(
     }
   };
 
-  const observer: PipelineObserver<Order> = {
-    // The pipeline's start is the origin of its steps' durations: reading the clock again
-    // here would shift every step against the abort and the courier wait.
-    orderStarted(order, cancel, startedAt) {
-      if (!watchDetail) {
-        return (outcome) => {
-          record(toRecord(order, startedAt, now(), outcome, undefined));
+  const observer: PipelineObserver<Order> | undefined =
+    !metricsOn && !watchDetail
+      ? undefined
+      : {
+          // The pipeline's start is the origin of its steps' durations: reading the clock
+          // again here would shift every step against the abort and the courier wait.
+          orderStarted(order, cancel, startedAt) {
+            if (!watchDetail) {
+              return (outcome) => {
+                record(toRecord(order, startedAt, now(), outcome, undefined));
+              };
+            }
+            const watch: OrderWatch = {
+              canceledAt: cancel.aborted ? startedAt : undefined,
+              courierWait: undefined,
+            };
+            watches.set(cancel, watch);
+            const stopWatching = cancel.onAbort(() => {
+              watch.canceledAt = now();
+            });
+            return (outcome) => {
+              stopWatching();
+              watches.delete(cancel);
+              record(toRecord(order, startedAt, now(), outcome, watch));
+            };
+          },
         };
+
+  const observePool = (pool: Pool): Pool =>
+    !metricsOn && !watchDetail
+      ? pool
+      : new ObservedPool(
+          pool,
+          (wait, cancel) => {
+            metrics?.recordCourierWait(wait);
+            if (cancel === undefined) return;
+            const watch = watches.get(cancel);
+            if (watch !== undefined) watch.courierWait = wait;
+          },
+          now,
+        );
+
+  const ledgerHooks: LedgerHooks | undefined = metricsOn
+    ? {
+        compensationAttempted: (step, result) => metrics?.recordCompensation(step, result),
+        operatorFlagged: (_orderId, step) => metrics?.recordOperatorFlag(step),
+        orderRecovered: () => metrics?.recordRecovery(),
       }
-      const watch: OrderWatch = {
-        canceledAt: cancel.aborted ? startedAt : undefined,
-        courierWait: undefined,
-      };
-      watches.set(cancel, watch);
-      const stopWatching = cancel.onAbort(() => {
-        watch.canceledAt = now();
-      });
-      return (outcome) => {
-        stopWatching();
-        watches.delete(cancel);
-        record(toRecord(order, startedAt, now(), outcome, watch));
-      };
-    },
-  };
+    : undefined;
 
-  const service = createOrderService({ ...serviceOptions, courierPool, observer });
-  if (metricsOn) {
-    metrics = new OrderMetrics({
-      courierPool: basePool,
-      stepsInFlight: () => service.tracker.active,
-      admission: service.admission,
-      stepNames: service.pipeline.stepNames,
-      defaultMetrics,
-    });
-  }
-  return { service, observability: { metrics, recentOrders, close } };
-}
-
-/**
- * observabilityOptions turns the configuration into {@link ObservabilityOptions} for a
- * server: metrics with the default process metrics, the dashboard, and tracing when the
- * OTEL_* variables ask for it.
- */
-export function observabilityOptions(
-  config: Pick<Config, 'metricsEnabled' | 'dashboardEnabled' | 'tracesExporter'>,
-): ObservabilityOptions {
   return {
-    metrics: config.metricsEnabled,
-    defaultMetrics: config.metricsEnabled,
-    dashboard: config.dashboardEnabled,
-    tracing: createTracing(config.tracesExporter),
+    observer,
+    observePool,
+    ledgerHooks,
+    get metrics() {
+      return metrics;
+    },
+    recentOrders,
+    watch(service) {
+      if (!metricsOn || metrics !== undefined) return;
+      metrics = new OrderMetrics({
+        courierPool: service.courierPool,
+        stepsInFlight: () => service.tracker.active,
+        admission: service.admission,
+        stepNames: service.stepNames,
+        defaultMetrics,
+      });
+    },
+    async close() {
+      await tracing?.shutdown().catch(onError);
+    },
   };
 }
 

@@ -1,20 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify';
-
-/**
- * SettledOrder is what the summary reads of an outcome: a live {@link OrderOutcome} or one
- * recorded by the order ledger.
- */
-export interface SettledOrder {
-  readonly status: 'ok' | 'error';
-  readonly steps: readonly {
-    readonly name: string;
-    readonly status: string;
-    readonly durationMs: number;
-    readonly detail?: string | undefined;
-    readonly compensation?: string | undefined;
-  }[];
-  readonly error?: { readonly kind: string } | undefined;
-}
+import type { OrderAnswer } from '../ledger/order-answer.js';
 
 /** The part of a pino logger that adds bindings to the logger itself. */
 interface BindableLogger extends FastifyBaseLogger {
@@ -40,23 +25,16 @@ export function withOrderId(log: FastifyBaseLogger, orderId: string): FastifyBas
   return log;
 }
 
-/** Levels at which the per-order summary (info) is not written, so it is not even built. */
-const quietLevels = new Set(['silent', 'fatal', 'error', 'warn']);
-
 /**
- * logOrderSummary writes the one summary line of a settled order at info: its outcome, the
- * kind of its failure (`none` on success), its duration (until every step had settled) and
- * each step's status and duration in milliseconds (and compensation, when recorded). `log`
- * is the order's child logger, which already carries the request id and `order_id`. A
- * `replayed` outcome (a duplicate answered from the order ledger) is marked so. Writes
- * nothing, and builds nothing, when info is not enabled.
+ * orderSummary is what the request's one log line tells of an order: its outcome (`ok`,
+ * `error`, or `refused` when it did not run), the kind of its failure (`none` on success),
+ * its duration (until every step had settled), each step's status and duration in
+ * milliseconds (and compensation, for a failed order), and `replayed` for an answer replayed
+ * from the record.
  */
-export function logOrderSummary(
-  log: FastifyBaseLogger,
-  outcome: SettledOrder,
-  replayed = false,
-): void {
-  if (quietLevels.has(log.level)) return;
+export function orderSummary(answer: OrderAnswer): Record<string, unknown> {
+  const { outcome } = answer;
+  if (outcome === undefined) return { outcome: 'refused', kind: answer.error?.kind ?? 'none' };
   let durationMs = 0;
   const steps: Record<string, Record<string, string | number>> = {};
   for (const step of outcome.steps) {
@@ -68,16 +46,13 @@ export function logOrderSummary(
       ...(step.compensation === undefined ? {} : { compensation: step.compensation }),
     };
   }
-  log.info(
-    {
-      outcome: outcome.status,
-      kind: outcome.error?.kind ?? 'none',
-      duration_ms: roundMs(durationMs),
-      steps,
-      ...(replayed ? { replayed } : {}),
-    },
-    'order settled',
-  );
+  return {
+    outcome: outcome.status,
+    kind: outcome.error?.kind ?? 'none',
+    duration_ms: roundMs(durationMs),
+    steps,
+    ...(answer.replayed ? { replayed: true } : {}),
+  };
 }
 
 /** roundMs rounds milliseconds to microseconds, as every duration the service reports. */

@@ -15,10 +15,8 @@ import {
   type SpanExporter,
 } from '@opentelemetry/sdk-trace-base';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
+import type { TracesExporter } from '../config.js';
 import { courierStepName, type OrderRecord } from './order-record.js';
-
-/** TracesExporter is where spans go: nowhere (the default), an OTLP/HTTP collector, stdout. */
-export type TracesExporter = 'none' | 'otlp' | 'console';
 
 /** The instrumentation scope of the service's spans. */
 export const tracerName = 'order-pipeline';

@@ -15,6 +15,7 @@ export const errorKinds = [
   'idempotency_conflict',
   'order_in_progress',
   'interrupted',
+  'unavailable',
 ] as const;
 
 export type ErrorKind = (typeof errorKinds)[number];
@@ -75,7 +76,8 @@ const fixedMessages: Record<ErrorKind, string> = {
   bad_request: 'bad request',
   overloaded: 'the service is overloaded, retry later',
   shutting_down: 'the service is shutting down, retry elsewhere',
-  idempotency_conflict: 'this order_id was already used with a different request',
+  idempotency_conflict: 'this Idempotency-Key was already used with a different request',
   order_in_progress: 'this order is still in progress, retry later',
   interrupted: 'the order was interrupted by a server restart',
+  unavailable: 'a service the order needs is unavailable, retry later',
 };

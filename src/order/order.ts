@@ -20,3 +20,46 @@ export interface Order {
    */
   readonly failCompensation?: Readonly<Partial<Record<StepName, number>>> | undefined;
 }
+
+/**
+ * parseOrder rebuilds an order from its JSON form as a store read it back (`JSON.parse` of
+ * `JSON.stringify(order)`). It guards against a foreign or damaged record, not against a
+ * client: orders are validated at the edge. Throws a TypeError naming what is wrong.
+ */
+export function parseOrder(value: unknown): Order {
+  if (!isRecord(value)) throw new TypeError('recorded order is not an object');
+  const { id, amount, failStep, delayMs, failCompensation } = value;
+  if (typeof id !== 'string') throw new TypeError('recorded order has no id');
+  if (typeof amount !== 'number') throw new TypeError('recorded order has no amount');
+  if (failStep !== undefined && !isStepName(failStep)) {
+    throw new TypeError('recorded order has an unknown failStep');
+  }
+  return {
+    id,
+    amount,
+    failStep,
+    delayMs: stepNumbers(delayMs, 'delayMs'),
+    failCompensation: stepNumbers(failCompensation, 'failCompensation'),
+  };
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isStepName(value: unknown): value is StepName {
+  return stepNames.some((name) => name === value);
+}
+
+function stepNumbers(value: unknown, field: string): Partial<Record<StepName, number>> | undefined {
+  if (value === undefined) return undefined;
+  if (!isRecord(value)) throw new TypeError(`recorded order has a malformed ${field}`);
+  const numbers: Partial<Record<StepName, number>> = {};
+  for (const [name, number] of Object.entries(value)) {
+    if (!isStepName(name) || typeof number !== 'number') {
+      throw new TypeError(`recorded order has a malformed ${field}`);
+    }
+    numbers[name] = number;
+  }
+  return numbers;
+}

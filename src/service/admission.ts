@@ -1,14 +1,16 @@
 import { CancelSource, type Cancellation } from '../core/cancellation.js';
-import type { Pool } from '../core/semaphore.js';
-import { OrderError, kindMessage } from './errors.js';
+import { refusalOf, type OrderAnswer } from '../ledger/order-answer.js';
+import { OrderError, kindMessage } from '../order/errors.js';
 
 export interface AdmissionOptions {
-  /** The courier pool whose wait queue is bounded. */
-  courierPool: Pool;
-  /** Orders admitted and not yet answered; a positive integer or Infinity. */
+  /**
+   * Estimates how long an order admitted now would take, in milliseconds, before its
+   * deadline can no longer be met: the wait for a courier slot and the courier's own hold,
+   * and the waits for the store around the steps.
+   */
+  expectedMs: () => number;
+  /** Orders admitted and not yet done; a positive integer or Infinity. A memory guard. */
   maxInflightOrders: number;
-  /** Orders allowed to wait for a courier slot; an integer >= 0 or Infinity. */
-  courierQueueLimit: number;
   /** Sent as `Retry-After` with a refusal; a positive integer, 1 by default. */
   retryAfterSeconds?: number;
 }
@@ -16,40 +18,35 @@ export interface AdmissionOptions {
 /** Admitted is a place taken by one order; {@link release} gives it back. */
 export interface Admitted {
   readonly admitted: true;
-  /** release gives the place back once the order is answered. Releasing twice throws. */
+  /** release gives the place back once the order is done. Releasing twice throws. */
   release(): void;
 }
 
-/** Refused says why an order was not admitted: kind `overloaded` or `shutting_down`. */
+/** Refused is the answer to an order that was not admitted: `overloaded` or `shutting_down`. */
 export interface Refused {
   readonly admitted: false;
-  readonly error: OrderError;
-  readonly retryAfterSeconds: number;
+  readonly answer: OrderAnswer;
 }
 
+/** Share of an order's remaining time that the expected time may take: the rest is headroom. */
+const deadlineShare = 0.9;
+
 /**
- * Admission decides, before any step of an order starts, whether the service takes it. An
- * order is refused with `overloaded` when the orders in flight have reached
- * `maxInflightOrders` or the courier wait queue has reached `courierQueueLimit`, and with
- * `shutting_down` once {@link close} has been called. A refusal costs a few comparisons and
- * disturbs nothing in flight.
- *
- * The queue is read from `Pool.waiting` at the moment of the decision. With the in-process
- * semaphore that reading is exact: an admitted order's courier step joins the queue
- * synchronously when the pipeline starts it, so the queue never exceeds the limit by more
- * than the orders admitted between two readings (none, when admit and run are called in the
- * same tick, as the HTTP route does). A distributed pool may report it with some lag.
+ * Admission decides, before any step of an order starts, whether the service takes it: it
+ * refuses only what cannot finish in time. An order is refused with `overloaded` when the
+ * expected time to serve it (see {@link AdmissionOptions.expectedMs}) exceeds 90% of the time
+ * left before its deadline, or when `maxInflightOrders` orders are in flight (a bound on
+ * memory, whatever the estimate says); and with `shutting_down` once {@link close} has been
+ * called. A refusal costs a few arithmetic operations and disturbs nothing in flight.
  *
  * Draining: {@link close} refuses every new order, {@link drained} resolves once the last
- * admitted order has been answered, and {@link abortInflight} aborts {@link cancellation},
- * which every admitted order should take as a parent so it can be stopped at the drain
- * deadline.
+ * admitted order is done, and {@link abortInflight} aborts {@link cancellation}, which every
+ * admitted order takes as a parent so it can be stopped at the drain deadline.
  */
 export class Admission {
   readonly maxInflightOrders: number;
-  readonly courierQueueLimit: number;
   readonly retryAfterSeconds: number;
-  readonly #courierPool: Pool;
+  readonly #expectedMs: () => number;
   readonly #shutdown = new CancelSource();
   #inflight = 0;
   #closed = false;
@@ -61,15 +58,13 @@ export class Admission {
 
   /** Limits outside their ranges throw a RangeError. */
   constructor(options: AdmissionOptions) {
-    const { maxInflightOrders, courierQueueLimit, retryAfterSeconds = 1 } = options;
-    if (!isCount(maxInflightOrders) || maxInflightOrders < 1) {
+    const { maxInflightOrders, retryAfterSeconds = 1 } = options;
+    if (
+      maxInflightOrders !== Infinity &&
+      (!Number.isSafeInteger(maxInflightOrders) || maxInflightOrders < 1)
+    ) {
       throw new RangeError(
         `maxInflightOrders must be a positive integer or Infinity, got ${maxInflightOrders}`,
-      );
-    }
-    if (!isCount(courierQueueLimit)) {
-      throw new RangeError(
-        `courierQueueLimit must be an integer >= 0 or Infinity, got ${courierQueueLimit}`,
       );
     }
     if (!Number.isSafeInteger(retryAfterSeconds) || retryAfterSeconds < 1) {
@@ -78,12 +73,14 @@ export class Admission {
       );
     }
     this.maxInflightOrders = maxInflightOrders;
-    this.courierQueueLimit = courierQueueLimit;
     this.retryAfterSeconds = retryAfterSeconds;
-    this.#courierPool = options.courierPool;
-    // Refusals are built once: shedding load must not cost a stack trace per request.
-    this.#overloaded = refusal('overloaded', retryAfterSeconds);
-    this.#shuttingDown = refusal('shutting_down', retryAfterSeconds);
+    this.#expectedMs = options.expectedMs;
+    // Refusals are built once: shedding load must not cost an allocation per request.
+    this.#overloaded = { admitted: false, answer: refusalOf('overloaded', retryAfterSeconds) };
+    this.#shuttingDown = {
+      admitted: false,
+      answer: refusalOf('shutting_down', retryAfterSeconds),
+    };
   }
 
   /** inflight is the number of orders admitted and not yet released. */
@@ -107,19 +104,19 @@ export class Admission {
   }
 
   /**
-   * admit takes a place for one order, or refuses it: `shutting_down` once closed, else
-   * `overloaded` when either limit is reached. A refusal changes nothing but {@link refused}.
+   * admit takes a place for an order with `remainingMs` left before its deadline, or refuses
+   * it: `shutting_down` once closed, else `overloaded` when it could not finish in time or
+   * the in-flight bound is reached. A refusal changes nothing but {@link refused}.
    */
-  admit(): Admitted | Refused {
+  admit(remainingMs: number): Admitted | Refused {
     if (this.#closed) {
       this.#refusedShuttingDown++;
       return this.#shuttingDown;
     }
-    const pool = this.#courierPool;
-    // The queue is full for a newcomer only if it would have to wait: with a limit of 0 an
-    // order is still admitted while a courier slot is free.
-    const queueFull = pool.waiting >= this.courierQueueLimit && pool.inUse >= pool.size;
-    if (this.#inflight >= this.maxInflightOrders || queueFull) {
+    if (
+      this.#inflight >= this.maxInflightOrders ||
+      this.#expectedMs() > remainingMs * deadlineShare
+    ) {
       this.#refusedOverloaded++;
       return this.#overloaded;
     }
@@ -159,13 +156,4 @@ export class Admission {
     this.#idle = [];
     for (const resolve of idle) resolve();
   }
-}
-
-function refusal(kind: 'overloaded' | 'shutting_down', retryAfterSeconds: number): Refused {
-  const error = new OrderError(kind, kindMessage(kind));
-  return { admitted: false, error, retryAfterSeconds };
-}
-
-function isCount(value: number): boolean {
-  return value === Infinity || (Number.isSafeInteger(value) && value >= 0);
 }

@@ -1,19 +1,21 @@
 import { CancelSource } from '../core/cancellation.js';
 import { isPromiseLike } from '../core/is-promise-like.js';
-import { OrderError, kindOf } from './errors.js';
-import type { Step } from './step.js';
+import { OrderError, kindOf, type ErrorKind } from '../order/errors.js';
+import type { Step } from '../order/step.js';
+import type { RecordedStepStatus } from './order-store.js';
 
 /** The result of one compensation attempt: the effect is undone, or may not be. */
 export type CompensationAttempt =
-  { readonly ok: true } | { readonly ok: false; readonly kind: string; readonly message: string };
+  | { readonly ok: true }
+  | { readonly ok: false; readonly kind: ErrorKind; readonly message: string };
 
 /**
  * needsCompensation tells whether a step that ended with `status` may have left an effect:
- * it completed (`ok`), or its outcome is unknown (`running` when its process died,
+ * it completed (`ok`), or its outcome is unknown (`interrupted` when its process died,
  * `abandoned` after it ignored the abort). A step that rejected left none (see {@link Step}).
  */
-export function needsCompensation(status: string): boolean {
-  return status === 'ok' || status === 'running' || status === 'abandoned';
+export function needsCompensation(status: RecordedStepStatus): boolean {
+  return status === 'ok' || status === 'interrupted' || status === 'abandoned';
 }
 
 /**
@@ -53,27 +55,6 @@ export async function compensateStep<Order>(
     clearTimeout(timer);
     deadline.dispose();
   }
-}
-
-/**
- * compensateInReverse runs one attempt of the compensation of every step named in
- * `toUndo`, one after the other in reverse registration order (the last effect is undone
- * first, as a saga unwinds). A failed compensation does not stop the others. `attemptOf`
- * gives each step's attempt number. Resolves with the results by step name; never rejects.
- */
-export async function compensateInReverse<Order>(
-  steps: readonly Step<Order>[],
-  order: Order,
-  toUndo: ReadonlySet<string>,
-  options: { timeoutMs: number; attemptOf?: (name: string) => number },
-): Promise<Map<string, CompensationAttempt>> {
-  const results = new Map<string, CompensationAttempt>();
-  for (const step of [...steps].reverse()) {
-    if (!toUndo.has(step.name)) continue;
-    const attempt = options.attemptOf?.(step.name) ?? 1;
-    results.set(step.name, await compensateStep(step, order, attempt, options.timeoutMs));
-  }
-  return results;
 }
 
 /**

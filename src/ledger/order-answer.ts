@@ -1,0 +1,37 @@
+import { kindMessage, type ErrorKind } from '../order/errors.js';
+import type { RecordedOutcome } from './order-store.js';
+
+/**
+ * OrderAnswer is the one shape in which the service answers a submitted order, whatever
+ * happened: it ran (now, or before and is replayed), it was refused before any step ran, its
+ * idempotency key was reused with another request, or it is still in progress.
+ */
+export interface OrderAnswer {
+  /** The order's outcome, when it ran. */
+  readonly outcome?: RecordedOutcome | undefined;
+  /** Why the order failed or was not run: the outcome's error when it ran. */
+  readonly error?: { readonly kind: ErrorKind; readonly message: string } | undefined;
+  /** The outcome was recorded by an earlier request and is replayed. */
+  readonly replayed: boolean;
+  /** For a refusal or an order still in progress: seconds after which to retry. */
+  readonly retryAfterSeconds?: number | undefined;
+}
+
+/** answerOf answers with `outcome`, as executed now or, with `replayed`, recorded earlier. */
+export function answerOf(outcome: RecordedOutcome, replayed: boolean): OrderAnswer {
+  return { outcome, error: outcome.error, replayed };
+}
+
+/** refusalOf answers an order that did not run, with kind `kind`. */
+export function refusalOf(kind: ErrorKind, retryAfterSeconds?: number): OrderAnswer {
+  return {
+    error: { kind, message: kindMessage(kind) },
+    replayed: false,
+    ...(retryAfterSeconds === undefined ? {} : { retryAfterSeconds }),
+  };
+}
+
+/** asReplayed is `answer` as seen by a request that joined or repeated the one that ran it. */
+export function asReplayed(answer: OrderAnswer): OrderAnswer {
+  return answer.outcome === undefined || answer.replayed ? answer : { ...answer, replayed: true };
+}

@@ -1,0 +1,305 @@
+import type Database from 'better-sqlite3';
+import {
+  claimDue,
+  isOpen,
+  settledFlag,
+  type Compensation,
+  type FinishInput,
+  type NewRun,
+} from '../ledger/order-store.js';
+import type { ErrorKind } from '../order/errors.js';
+import { compensationColumns, decodeCompensations, runColumns, type RunRow } from './run-codec.js';
+
+/**
+ * SqliteOp is one call of the SQLite store, as sent to the thread that owns the database.
+ * Every field is plain data, so it crosses threads by structured clone.
+ */
+export type SqliteOp =
+  | { readonly kind: 'begin'; readonly run: NewRun }
+  | { readonly kind: 'restart'; readonly run: NewRun; readonly retryable: readonly ErrorKind[] }
+  | { readonly kind: 'finish'; readonly input: FinishInput }
+  | {
+      readonly kind: 'recordCompensations';
+      readonly runId: string;
+      readonly compensations: readonly Compensation[];
+      readonly now: number;
+    }
+  | { readonly kind: 'get'; readonly orderId: string }
+  | { readonly kind: 'getRun'; readonly runId: string }
+  | { readonly kind: 'getByKey'; readonly key: string }
+  | {
+      readonly kind: 'renewLeases';
+      readonly owner: string;
+      readonly runIds: readonly string[];
+      readonly leaseUntil: number;
+      readonly now: number;
+    }
+  | {
+      readonly kind: 'claimOrphans';
+      readonly owner: string;
+      readonly now: number;
+      readonly leaseUntil: number;
+      readonly anyOwner: boolean;
+      readonly limit: number;
+    }
+  | {
+      readonly kind: 'claimDue';
+      readonly now: number;
+      readonly claimUntil: number;
+      readonly limit: number;
+    }
+  | { readonly kind: 'openCompensations'; readonly limit: number }
+  | {
+      readonly kind: 'settleFlag';
+      readonly runId: string;
+      readonly step: string;
+      readonly now: number;
+    };
+
+/**
+ * SqliteResult is the result of one {@link SqliteOp}: a flag (begin: created; restart,
+ * finish, settleFlag: done), a row or null (the reads, and begin of a key already held: the
+ * holder), rows (claims, lists), or null for writes with nothing to tell.
+ */
+export type SqliteResult = boolean | RunRow | RunRow[] | null;
+
+/** The schema, as versioned migrations; a migration is never edited once released. */
+const migrations: readonly (readonly string[])[] = [
+  [
+    `CREATE TABLE order_runs (
+      seq                  INTEGER PRIMARY KEY,
+      run_id               TEXT NOT NULL UNIQUE,
+      order_id             TEXT NOT NULL,
+      idempotency_key      TEXT UNIQUE,
+      fingerprint          TEXT,
+      order_json           TEXT NOT NULL,
+      state                TEXT NOT NULL CHECK (state IN ('running', 'finished')),
+      attempt              INTEGER NOT NULL,
+      owner                TEXT,
+      lease_until          INTEGER,
+      error_kind           TEXT,
+      outcome              TEXT,
+      compensations        TEXT NOT NULL DEFAULT '[]',
+      next_compensation_at INTEGER,
+      attention            INTEGER NOT NULL DEFAULT 0,
+      created_at           INTEGER NOT NULL,
+      updated_at           INTEGER NOT NULL,
+      finished_at          INTEGER
+    )`,
+    `CREATE INDEX order_runs_order ON order_runs (order_id, seq)`,
+    `CREATE INDEX order_runs_running ON order_runs (lease_until) WHERE state = 'running'`,
+    `CREATE INDEX order_runs_due ON order_runs (next_compensation_at)
+       WHERE next_compensation_at IS NOT NULL`,
+    `CREATE INDEX order_runs_attention ON order_runs (seq) WHERE attention = 1`,
+  ],
+];
+
+/**
+ * openDatabase configures `db` (write-ahead log; `synchronous` NORMAL survives a crash of the
+ * process, FULL also a crash of the machine) and migrates it to the latest schema.
+ */
+export function prepareDatabase(db: Database.Database, sync: 'normal' | 'full'): void {
+  db.pragma('journal_mode = WAL');
+  db.pragma(`synchronous = ${sync === 'full' ? 'FULL' : 'NORMAL'}`);
+  // A writer that finds the database locked (another process holding it) waits, then fails.
+  db.pragma('busy_timeout = 5000');
+  const version = Number(db.pragma('user_version', { simple: true }));
+  for (let v = version; v < migrations.length; v++) {
+    db.transaction(() => {
+      for (const statement of migrations[v] ?? []) db.exec(statement);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+}
+
+/**
+ * SqliteExecutor runs batches of {@link SqliteOp}, each batch in one transaction: one
+ * commit, one flush of the log, for every call of one event-loop turn of the store's users.
+ */
+export class SqliteExecutor {
+  readonly #db: Database.Database;
+  readonly #statements: ReturnType<typeof prepareStatements>;
+  readonly #runBatch: (ops: readonly SqliteOp[]) => SqliteResult[];
+
+  constructor(db: Database.Database) {
+    this.#db = db;
+    this.#statements = prepareStatements(db);
+    this.#runBatch = db.transaction((ops: readonly SqliteOp[]) => ops.map((op) => this.#run(op)));
+  }
+
+  /** execute runs `ops` in one transaction; if any fails, none has an effect and it throws. */
+  execute(ops: readonly SqliteOp[]): SqliteResult[] {
+    return this.#runBatch(ops);
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+
+  #run(op: SqliteOp): SqliteResult {
+    const s = this.#statements;
+    switch (op.kind) {
+      case 'begin':
+        if (this.#insert(op.run, 1)) return true;
+        return s.byKey.get(op.run.idempotencyKey) ?? null;
+      case 'restart': {
+        const holder = s.byKey.get(op.run.idempotencyKey);
+        if (
+          holder === undefined ||
+          holder.state !== 'finished' ||
+          holder.fingerprint !== (op.run.fingerprint ?? null) ||
+          !op.retryable.some((kind) => kind === holder.error_kind) ||
+          decodeCompensations(holder.compensations).some(isOpen)
+        ) {
+          return false;
+        }
+        s.dropKey.run(holder.run_id);
+        return this.#insert(op.run, holder.attempt + 1);
+      }
+      case 'finish': {
+        const { input } = op;
+        const columns = compensationColumns(input.compensations);
+        const changed = s.finish.run({
+          run_id: input.runId,
+          owner: input.owner,
+          error_kind: input.outcome.error?.kind ?? null,
+          outcome: JSON.stringify(input.outcome),
+          compensations: JSON.stringify(input.compensations),
+          ...columns,
+          now: input.now,
+        });
+        return changed.changes > 0;
+      }
+      case 'recordCompensations':
+        this.#writeCompensations(op.runId, op.compensations, op.now);
+        return null;
+      case 'get':
+        return s.latest.get(op.orderId) ?? null;
+      case 'getRun':
+        return s.byRun.get(op.runId) ?? null;
+      case 'getByKey':
+        return s.byKey.get(op.key) ?? null;
+      case 'renewLeases':
+        for (const runId of op.runIds) {
+          s.renew.run({ run_id: runId, owner: op.owner, lease_until: op.leaseUntil, now: op.now });
+        }
+        return null;
+      case 'claimOrphans': {
+        const orphans = s.orphans.all({
+          now: op.now,
+          any_owner: op.anyOwner ? 1 : 0,
+          owner: op.owner,
+          limit: op.limit,
+        });
+        return orphans.map((row) => {
+          s.claim.run({
+            run_id: row.run_id,
+            owner: op.owner,
+            lease_until: op.leaseUntil,
+            now: op.now,
+          });
+          return { ...row, owner: op.owner, lease_until: op.leaseUntil, updated_at: op.now };
+        });
+      }
+      case 'claimDue': {
+        const due = s.due.all({ now: op.now, limit: op.limit });
+        for (const row of due) {
+          const claimed = claimDue(decodeCompensations(row.compensations), op.now, op.claimUntil);
+          if (claimed !== undefined) this.#writeCompensations(row.run_id, claimed, row.updated_at);
+        }
+        return due;
+      }
+      case 'openCompensations':
+        return s.attention.all({ limit: op.limit });
+      case 'settleFlag': {
+        const row = s.byRun.get(op.runId);
+        const settled =
+          row === undefined
+            ? undefined
+            : settledFlag(decodeCompensations(row.compensations), op.step);
+        if (settled === undefined) return false;
+        this.#writeCompensations(op.runId, settled, op.now);
+        return true;
+      }
+    }
+  }
+
+  #insert(run: NewRun, attempt: number): boolean {
+    const inserted = this.#statements.insert.run({
+      run_id: run.runId,
+      order_id: run.orderId,
+      idempotency_key: run.idempotencyKey ?? null,
+      fingerprint: run.fingerprint ?? null,
+      order_json: JSON.stringify(run.order),
+      attempt,
+      owner: run.owner,
+      lease_until: run.leaseUntil,
+      now: run.now,
+    });
+    return inserted.changes > 0;
+  }
+
+  #writeCompensations(
+    runId: string,
+    compensations: readonly Compensation[],
+    now: number | string,
+  ): void {
+    this.#statements.compensations.run({
+      run_id: runId,
+      compensations: JSON.stringify(compensations),
+      ...compensationColumns(compensations),
+      now: Number(now),
+    });
+  }
+}
+
+function prepareStatements(db: Database.Database) {
+  const select = `SELECT ${runColumns} FROM order_runs`;
+  return {
+    insert: db.prepare(
+      `INSERT INTO order_runs (run_id, order_id, idempotency_key, fingerprint, order_json, state,
+         attempt, owner, lease_until, created_at, updated_at)
+       VALUES (@run_id, @order_id, @idempotency_key, @fingerprint, @order_json, 'running',
+         @attempt, @owner, @lease_until, @now, @now)
+       ON CONFLICT (idempotency_key) DO NOTHING`,
+    ),
+    dropKey: db.prepare(`UPDATE order_runs SET idempotency_key = NULL WHERE run_id = ?`),
+    finish: db.prepare(
+      `UPDATE order_runs
+          SET state = 'finished', owner = NULL, lease_until = NULL, error_kind = @error_kind,
+              outcome = @outcome, compensations = @compensations,
+              next_compensation_at = @next_compensation_at, attention = @attention,
+              updated_at = @now, finished_at = @now
+        WHERE run_id = @run_id AND owner = @owner AND state = 'running'`,
+    ),
+    compensations: db.prepare(
+      `UPDATE order_runs
+          SET compensations = @compensations, next_compensation_at = @next_compensation_at,
+              attention = @attention, updated_at = @now
+        WHERE run_id = @run_id AND state = 'finished'`,
+    ),
+    latest: db.prepare<[string], RunRow>(`${select} WHERE order_id = ? ORDER BY seq DESC LIMIT 1`),
+    byRun: db.prepare<[string], RunRow>(`${select} WHERE run_id = ?`),
+    byKey: db.prepare<[string | undefined], RunRow>(`${select} WHERE idempotency_key = ?`),
+    renew: db.prepare(
+      `UPDATE order_runs SET lease_until = @lease_until, updated_at = @now
+        WHERE run_id = @run_id AND owner = @owner AND state = 'running'`,
+    ),
+    orphans: db.prepare<[{ now: number; any_owner: number; owner: string; limit: number }], RunRow>(
+      `${select} WHERE state = 'running'
+          AND (lease_until < @now OR (@any_owner = 1 AND owner IS NOT @owner))
+        ORDER BY seq LIMIT @limit`,
+    ),
+    claim: db.prepare(
+      `UPDATE order_runs SET owner = @owner, lease_until = @lease_until, updated_at = @now
+        WHERE run_id = @run_id`,
+    ),
+    due: db.prepare<[{ now: number; limit: number }], RunRow>(
+      `${select} WHERE next_compensation_at <= @now
+        ORDER BY next_compensation_at LIMIT @limit`,
+    ),
+    attention: db.prepare<[{ limit: number }], RunRow>(
+      `${select} WHERE attention = 1 ORDER BY seq LIMIT @limit`,
+    ),
+  };
+}
