@@ -1,9 +1,5 @@
 import { buildApp, type App } from '../src/http/app.js';
-import {
-  createOrderService,
-  type OrderService,
-  type OrderServiceOptions,
-} from '../src/order/order-service.js';
+import { OrderService, type OrderServiceOptions } from '../src/service/order-service.js';
 
 /** Deferred is a promise with its resolve and reject exposed, to order events in tests. */
 export interface Deferred<T> {
@@ -32,13 +28,16 @@ export interface TestApp {
   service: OrderService;
 }
 
-/** buildTestApp builds the real app around a fresh order service; close it after the test. */
-export function buildTestApp(
-  options: OrderServiceOptions & { requestTimeoutMs?: number } = {},
-): TestApp {
-  const { requestTimeoutMs = 2000, ...serviceOptions } = options;
-  const service = createOrderService(serviceOptions);
-  const app = buildApp({ service, requestTimeoutMs });
+/**
+ * buildTestApp builds the real app around a fresh order service (its own in-memory store
+ * unless `store` is given); closing the app closes the service. For what needs the server
+ * as users run it — its configuration, its durable store, its process — see
+ * test/server/server-process.ts.
+ */
+export function buildTestApp(options: OrderServiceOptions = {}): TestApp {
+  const service = new OrderService(options);
+  const app = buildApp({ service });
+  app.addHook('onClose', () => service.close());
   return { app, service };
 }
 

@@ -1,6 +1,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import Fastify, {
+  LogController,
   type ConnectionError,
   type FastifyBaseLogger,
   type FastifyError,
@@ -87,7 +88,7 @@ export function buildApp(options: AppOptions): App {
     bodyLimit: bodyLimitBytes,
     return503OnClosing: true,
     // One line per request, written when it completes (see the onResponse hook below).
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     // Long enough for the longest order id percent-encoded (up to 12 characters each), so
     // `GET /order/:order_id` validates it against the schema instead of the router cutting it.
     routerOptions: { maxParamLength: 12 * maxOrderIdLength },

@@ -274,6 +274,14 @@ export class OrderLedger {
   }
 
   /**
+   * idle resolves once no compensation started after an answer is still running (at once if
+   * none is); compensations that start meanwhile are waited for too.
+   */
+  async idle(): Promise<void> {
+    while (this.#background.size > 0) await Promise.allSettled([...this.#background]);
+  }
+
+  /**
    * close stops the sweep and resolves once the sweep, every execution and every
    * compensation in flight have settled, then closes the store if the ledger owns it.
    * Executions are not aborted here: the service drains or aborts them first.
@@ -282,7 +290,7 @@ export class OrderLedger {
     this.#closed = true;
     clearTimeout(this.#timer);
     await Promise.allSettled([this.#sweeping, ...this.#submissions]);
-    while (this.#background.size > 0) await Promise.allSettled([...this.#background]);
+    await this.idle();
     if (this.#ownsStore) await this.#store.close();
   }
 }

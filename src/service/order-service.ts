@@ -46,6 +46,10 @@ export interface OrderServiceOptions {
   readonly compensationRetryMaxMs?: number | undefined;
   readonly logger?: LedgerLogger | undefined;
   readonly ledgerHooks?: LedgerHooks | undefined;
+  /** The ledger's wall clock in epoch milliseconds (tests move it); `Date.now` by default. */
+  readonly clock?: (() => number) | undefined;
+  /** The ledger's jitter source in [0, 1); `Math.random` by default. */
+  readonly random?: (() => number) | undefined;
 }
 
 /** OrderRequest is one order as the edge hands it to the service. */
@@ -147,6 +151,8 @@ export class OrderService {
       compensationRetryMaxMs: options.compensationRetryMaxMs ?? d.compensationRetryMaxMs,
       logger: options.logger,
       hooks: options.ledgerHooks,
+      now: options.clock,
+      random: options.random,
     });
     // An order waits for a courier, holds one, and waits for the store twice (its start
     // and its outcome are recorded).

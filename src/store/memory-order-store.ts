@@ -236,9 +236,11 @@ export class MemoryOrderStore implements OrderStore {
       attempt,
       owner: run.owner,
       leaseUntil: run.leaseUntil,
+      outcome: undefined,
       compensations: [],
       createdAt: run.now,
       updatedAt: run.now,
+      finishedAt: undefined,
     };
     this.#latestByOrder.set(run.orderId, run.runId);
     if (run.idempotencyKey !== undefined) this.#byKey.set(run.idempotencyKey, run.runId);

@@ -1,5 +1,7 @@
 import { mkdir, open, readFile, rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { ErrorKind } from '../order/errors.js';
 import type {
@@ -204,16 +206,18 @@ export class SqliteOrderStore implements OrderStore {
 
 /** startWorker starts the database thread and resolves once the database is ready. */
 function startWorker(path: string, sync: SqliteSync): Promise<Worker> {
-  // From the sources (tests, development) the thread runs the TypeScript file through tsx;
-  // from the build it runs the compiled one.
+  // From the build the thread runs the compiled file; from the sources (tests, development)
+  // it runs the TypeScript file through tsx's require hook, which worker threads accept on
+  // every supported Node (its ESM loader they do not on Node 20).
   const fromSources = import.meta.url.endsWith('.ts');
-  const worker = new Worker(
-    new URL(fromSources ? './sqlite-worker.ts' : './sqlite-worker.js', import.meta.url),
-    {
-      workerData: { path, sync },
-      ...(fromSources ? { execArgv: ['--import', 'tsx'] } : {}),
-    },
-  );
+  const workerData = { path, sync };
+  const worker = fromSources
+    ? new Worker(
+        `require(${JSON.stringify(createRequire(import.meta.url).resolve('tsx/cjs'))});` +
+          `require(${JSON.stringify(fileURLToPath(new URL('./sqlite-worker.ts', import.meta.url)))});`,
+        { eval: true, workerData },
+      )
+    : new Worker(new URL('./sqlite-worker.js', import.meta.url), { workerData });
   return new Promise((resolve, reject) => {
     const onMessage = (message: unknown): void => {
       if (typeof message !== 'object' || message === null) return;

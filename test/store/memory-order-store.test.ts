@@ -1,4 +1,4 @@
 import { MemoryOrderStore } from '../../src/store/memory-order-store.js';
-import { orderStoreContract } from './contract.js';
+import { orderStoreContract } from './order-store-contract.js';
 
 orderStoreContract('memory', () => Promise.resolve({ store: new MemoryOrderStore() }));

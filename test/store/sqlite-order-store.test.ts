@@ -1,13 +1,13 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openPgliteOrderStore } from '../../src/store/pglite-order-store.js';
-import { orderStoreContract } from './contract.js';
+import { openSqliteOrderStore } from '../../src/store/sqlite-order-store.js';
+import { orderStoreContract } from './order-store-contract.js';
 
-orderStoreContract('PGlite', async () => {
+orderStoreContract('SQLite', async () => {
   const dataDir = await mkdtemp(join(tmpdir(), 'order-store-'));
   return {
-    store: await openPgliteOrderStore(dataDir),
+    store: await openSqliteOrderStore({ dataDir, sync: 'normal' }),
     cleanup: () => rm(dataDir, { recursive: true, force: true }),
   };
 });

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { canonicalJson, requestHash } from '../../src/store/order-ledger.js';
+import { canonicalJson, fingerprint as requestHash } from '../../src/ledger/fingerprint.js';
 
 /** The first definition of the request hash: durable stores hold hashes made by it. */
 function recordedHash(request: unknown): string {

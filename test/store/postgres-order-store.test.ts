@@ -1,6 +1,6 @@
 import { describe } from 'vitest';
 import { openPostgresOrderStore } from '../../src/store/postgres-order-store.js';
-import { orderStoreContract } from './contract.js';
+import { orderStoreContract } from './order-store-contract.js';
 import { createThrowawayDatabase, postgresAvailable } from './postgres-database.js';
 
 describe.skipIf(!(await postgresAvailable()))('PostgreSQL', () => {
