@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, defaultConfig, loadConfig } from '../../src/config.js';
+import { ConfigError, defaultConfig, loadConfig } from '../src/config.js';
 
 describe('reliability configuration', () => {
   it('has documented defaults', () => {

@@ -46,6 +46,7 @@ export const orderRoutes: FastifyPluginCallbackTypebox<OrderRoutesOptions> = (
       const log = withOrderId(request.log, order.id);
       request.log = log;
       reply.log = log;
+      log.debug('order received');
       // The client going away aborts the order at once: its steps stop and a courier slot
       // it holds or waits for is freed. Once answered, the order is over: a client leaving
       // while its answer is written cannot undo it, so that is logged as an undelivered

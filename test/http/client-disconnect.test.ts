@@ -60,9 +60,24 @@ const canceledByClient = {
     status: 'error',
     order_id: 'gone-1',
     steps: [
-      { name: 'payment', status: 'canceled', duration_ms: expect.any(Number) as number },
-      { name: 'vendor', status: 'canceled', duration_ms: expect.any(Number) as number },
-      { name: 'courier', status: 'canceled', duration_ms: expect.any(Number) as number },
+      {
+        name: 'payment',
+        status: 'canceled',
+        duration_ms: expect.any(Number) as number,
+        compensation: 'not_needed',
+      },
+      {
+        name: 'vendor',
+        status: 'canceled',
+        duration_ms: expect.any(Number) as number,
+        compensation: 'not_needed',
+      },
+      {
+        name: 'courier',
+        status: 'canceled',
+        duration_ms: expect.any(Number) as number,
+        compensation: 'not_needed',
+      },
     ],
     error: { kind: 'canceled', message: 'the client closed the connection' },
   },

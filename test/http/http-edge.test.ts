@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { startOrderServer, type RunningServer } from '../../src/server.js';
 import { postOrder, waitFor } from '../http/support.js';
-import { killServers, spawnServer, type ServerProcess } from '../server-process.js';
+import { killServers, spawnServer, type ServerProcess } from '../server/server-process.js';
 
 let running: RunningServer | undefined;
 const sockets: Socket[] = [];
@@ -149,7 +149,7 @@ describe('drain', () => {
  * orders in memory: these tests are about the HTTP edge, not the store.
  */
 function spawnEdgeServer(env: Record<string, string>): ServerProcess {
-  return spawnServer({ ORDER_STORE: 'memory', ...env }, { maxOpenFiles: 20_000 });
+  return spawnServer({ LOG_LEVEL: 'debug', ...env }, { maxOpenFiles: 20_000 });
 }
 
 describe('the server process', () => {
@@ -162,7 +162,7 @@ describe('the server process', () => {
       delay_ms: { payment: 400, vendor: 0, courier: 0 },
     });
     // The order has reached the server (its body comes in the same packet) before the signal.
-    await server.waitForOutput(/"msg":"incoming request"/, 5000);
+    await server.waitForOutput(/"msg":"order received"/, 5000);
     server.child.kill('SIGTERM');
     await server.waitForOutput(/shutting down/, 5000);
     const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
@@ -180,7 +180,7 @@ describe('the server process', () => {
       amount: 1,
       delay_ms: { payment: 60_000 },
     }).catch(() => undefined);
-    await server.waitForOutput(/"msg":"incoming request"/, 5000);
+    await server.waitForOutput(/"msg":"order received"/, 5000);
     server.child.kill('SIGTERM');
     await server.waitForOutput(/shutting down/, 5000);
     server.child.kill('SIGTERM');

@@ -25,9 +25,9 @@ async function post(requestTimeoutMs: number, order: Record<string, unknown>) {
 }
 
 const allCanceled = [
-  { name: 'payment', status: 'canceled' },
-  { name: 'vendor', status: 'canceled' },
-  { name: 'courier', status: 'canceled' },
+  { name: 'payment', status: 'canceled', compensation: 'not_needed' },
+  { name: 'vendor', status: 'canceled', compensation: 'not_needed' },
+  { name: 'courier', status: 'canceled', compensation: 'not_needed' },
 ];
 
 describe('seed scenarios', () => {
@@ -41,9 +41,9 @@ describe('seed scenarios', () => {
       status: 'error',
       order_id: 'seed-1',
       steps: [
-        { name: 'payment', status: 'error', detail: 'payment_declined' },
-        { name: 'vendor', status: 'canceled' },
-        { name: 'courier', status: 'canceled' },
+        { name: 'payment', status: 'error', detail: 'payment_declined', compensation: 'not_needed' },
+        { name: 'vendor', status: 'canceled', compensation: 'not_needed' },
+        { name: 'courier', status: 'canceled', compensation: 'not_needed' },
       ],
       error: { kind: 'payment_declined', message: 'payment was declined' },
     });
@@ -96,9 +96,9 @@ describe('seed scenarios', () => {
       status: 'error',
       order_id: 'seed-1',
       steps: [
-        { name: 'payment', status: 'ok' },
-        { name: 'vendor', status: 'error', detail: 'vendor_unavailable' },
-        { name: 'courier', status: 'ok' },
+        { name: 'payment', status: 'ok', compensation: 'pending' },
+        { name: 'vendor', status: 'error', detail: 'vendor_unavailable', compensation: 'not_needed' },
+        { name: 'courier', status: 'ok', compensation: 'pending' },
       ],
       error: { kind: 'vendor_unavailable', message: 'vendor is unavailable' },
     });

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { OrderError } from '../../src/order/errors.js';
 import type { Order } from '../../src/order/order.js';
-import type { OrderServiceOptions } from '../../src/order/order-service.js';
+import type { OrderServiceOptions } from '../../src/service/order-service.js';
 import type { Step } from '../../src/order/step.js';
 import { buildTestApp, type TestApp } from '../helpers.js';
 import { withoutDurations } from './support.js';
@@ -13,7 +13,7 @@ afterEach(async () => {
   testApp = undefined;
 });
 
-function start(options: OrderServiceOptions & { requestTimeoutMs?: number } = {}): TestApp {
+function start(options: OrderServiceOptions = {}): TestApp {
   testApp = buildTestApp(options);
   return testApp;
 }
@@ -43,9 +43,9 @@ describe('every outcome maps to its HTTP status', () => {
       status: 400,
       order: { fail_step: 'payment', delay_ms: { ...instant, vendor: 60_000, courier: 60_000 } },
       steps: [
-        { name: 'payment', status: 'error', detail: 'payment_declined' },
-        { name: 'vendor', status: 'canceled' },
-        { name: 'courier', status: 'canceled' },
+        { name: 'payment', status: 'error', detail: 'payment_declined', compensation: 'not_needed' },
+        { name: 'vendor', status: 'canceled', compensation: 'not_needed' },
+        { name: 'courier', status: 'canceled', compensation: 'not_needed' },
       ],
       error: { kind: 'payment_declined', message: 'payment was declined' },
     },
@@ -54,9 +54,9 @@ describe('every outcome maps to its HTTP status', () => {
       status: 503,
       order: { fail_step: 'vendor', delay_ms: { ...instant, payment: 60_000, courier: 60_000 } },
       steps: [
-        { name: 'payment', status: 'canceled' },
-        { name: 'vendor', status: 'error', detail: 'vendor_unavailable' },
-        { name: 'courier', status: 'canceled' },
+        { name: 'payment', status: 'canceled', compensation: 'not_needed' },
+        { name: 'vendor', status: 'error', detail: 'vendor_unavailable', compensation: 'not_needed' },
+        { name: 'courier', status: 'canceled', compensation: 'not_needed' },
       ],
       error: { kind: 'vendor_unavailable', message: 'vendor is unavailable' },
     },
@@ -65,9 +65,9 @@ describe('every outcome maps to its HTTP status', () => {
       status: 503,
       order: { fail_step: 'courier', delay_ms: { ...instant, payment: 60_000, vendor: 60_000 } },
       steps: [
-        { name: 'payment', status: 'canceled' },
-        { name: 'vendor', status: 'canceled' },
-        { name: 'courier', status: 'error', detail: 'no_courier' },
+        { name: 'payment', status: 'canceled', compensation: 'not_needed' },
+        { name: 'vendor', status: 'canceled', compensation: 'not_needed' },
+        { name: 'courier', status: 'error', detail: 'no_courier', compensation: 'not_needed' },
       ],
       error: { kind: 'no_courier', message: 'no courier is available' },
     },
@@ -76,9 +76,9 @@ describe('every outcome maps to its HTTP status', () => {
       status: 504,
       order: { delay_ms: { payment: 0, vendor: 60_000, courier: 0 } },
       steps: [
-        { name: 'payment', status: 'ok' },
-        { name: 'vendor', status: 'canceled' },
-        { name: 'courier', status: 'ok' },
+        { name: 'payment', status: 'ok', compensation: 'pending' },
+        { name: 'vendor', status: 'canceled', compensation: 'not_needed' },
+        { name: 'courier', status: 'ok', compensation: 'pending' },
       ],
       error: { kind: 'timeout', message: 'order did not complete within 50 ms' },
     },
@@ -122,7 +122,7 @@ describe('every outcome maps to its HTTP status', () => {
     expect(withoutDurations(response.json())).toStrictEqual({
       status: 'error',
       order_id: 'order-8',
-      steps: [{ name: 'payment', status: 'error', detail: 'canceled' }],
+      steps: [{ name: 'payment', status: 'error', detail: 'canceled', compensation: 'not_needed' }],
       error: { kind: 'canceled', message: 'the client closed the connection' },
     });
   });
@@ -164,9 +164,9 @@ describe('an unexpected failure is 500 internal and leaks nothing', () => {
       status: 'error',
       order_id: 'order-9',
       steps: [
-        { name: 'payment', status: 'error', detail: 'internal' },
+        { name: 'payment', status: 'error', detail: 'internal', compensation: 'not_needed' },
         // vendor resolved at once, before the failure was seen.
-        { name: 'vendor', status: 'ok' },
+        { name: 'vendor', status: 'ok', compensation: 'not_needed' },
       ],
       error: { kind: 'internal', message: 'internal error' },
     });

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { App } from '../../src/http/app.js';
-import type { OrderService } from '../../src/order/order-service.js';
+import type { OrderService } from '../../src/service/order-service.js';
 import { buildTestApp } from '../helpers.js';
 
 let app: App;

@@ -2,7 +2,7 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/http/app.js';
-import { createOrderService } from '../../src/order/order-service.js';
+import { createOrderService } from '../../src/service/order-service.js';
 import { failingOrder } from './observed-app.js';
 
 interface LogLine {

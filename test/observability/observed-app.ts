@@ -4,7 +4,7 @@ import {
   type ObservabilityOptions,
   type ObservedOrderService,
 } from '../../src/observability/observability.js';
-import type { OrderServiceOptions } from '../../src/order/order-service.js';
+import type { OrderServiceOptions } from '../../src/service/order-service.js';
 
 export interface ObservedTestApp extends ObservedOrderService {
   app: App;

@@ -4,7 +4,7 @@ import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/http/app.js';
 import { withOrderId } from '../../src/observability/order-log.js';
-import { createOrderService } from '../../src/order/order-service.js';
+import { createOrderService } from '../../src/service/order-service.js';
 
 function capture(level: string): { logger: pino.Logger; lines: string[] } {
   const lines: string[] = [];

@@ -6,7 +6,7 @@ import { Semaphore } from '../../src/core/semaphore.js';
 import { Tracker } from '../../src/core/tracker.js';
 import { buildApp } from '../../src/http/app.js';
 import { OrderError } from '../../src/order/errors.js';
-import { createOrderService } from '../../src/order/order-service.js';
+import { createOrderService } from '../../src/service/order-service.js';
 import type { Order } from '../../src/order/order.js';
 import { Pipeline, type OrderOutcome } from '../../src/order/pipeline.js';
 import type { Step } from '../../src/order/step.js';

@@ -1,10 +1,27 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-// The real entry point, run as its own process the way `npm start` runs it (from the sources
-// through tsx, so no build is needed), with the Node that runs the tests.
+// The real server, run as its own process exactly as `npm start` runs it: the command of the
+// package's `start` script (the build, kept fresh by test/global-setup.ts, with the same Node
+// flags), with the Node that runs the tests, in its default configuration unless a test
+// says otherwise.
 
-const repoRoot = fileURLToPath(new URL('..', import.meta.url));
+const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
+
+/** startArgs is the `start` script of package.json without its leading `node`. */
+export function startArgs(): string[] {
+  const manifest: unknown = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8'));
+  const start =
+    typeof manifest === 'object' && manifest !== null && 'scripts' in manifest
+      ? (manifest.scripts as Record<string, string>)['start']
+      : undefined;
+  const [node, ...args] = (start ?? '').split(/\s+/);
+  if (node !== 'node') throw new Error(`unexpected start script: ${String(start)}`);
+  return args;
+}
 
 /** ServerProcess is a spawned `src/server.ts` and what it has written so far. */
 export interface ServerProcess {
@@ -27,18 +44,42 @@ export interface SpawnOptions {
   maxOpenFiles?: number;
 }
 
+/**
+ * The variables of the configuration a test's own environment might hold: cleared for the
+ * child, so it runs the defaults unless the test sets them.
+ */
+const configVariables = [
+  'ORDER_STORE',
+  'DATA_DIR',
+  'DATABASE_URL',
+  'STORE_SYNC',
+  'COURIER_POOL_SIZE',
+  'REQUEST_TIMEOUT_MS',
+  'LOG_LEVEL',
+  'MAX_INFLIGHT_ORDERS',
+];
+
 const started: ServerProcess[] = [];
 
+const dataDirs: string[] = [];
+
 /**
- * spawnServer starts the real server on 127.0.0.1 and a free port, logging at info, with
- * `env` over the test's own environment. Its output is read continuously, so the child never
- * blocks on a full pipe. Stop it with {@link killServers} after the test.
+ * spawnServer starts the real server on 127.0.0.1 and a free port, in its default
+ * configuration — the embedded store in a fresh data directory of its own, removed by
+ * {@link killServers} — with `env` over it. Its output is read continuously, so the child
+ * never blocks on a full pipe. Stop it with {@link killServers} after the test.
  */
 export function spawnServer(
-  env: Record<string, string>,
+  env: Record<string, string> = {},
   options: SpawnOptions = {},
 ): ServerProcess {
-  const entry = ['--import', 'tsx', 'src/server.ts'];
+  const entry = startArgs();
+  const defaults: Record<string, string> = {};
+  for (const name of configVariables) defaults[name] = '';
+  if (env['DATA_DIR'] === undefined) {
+    defaults['DATA_DIR'] = mkdtempSync(join(tmpdir(), 'order-pipeline-server-'));
+    dataDirs.push(defaults['DATA_DIR']);
+  }
   const [command, args] =
     options.maxOpenFiles === undefined
       ? [process.execPath, entry]
@@ -53,7 +94,7 @@ export function spawnServer(
         ];
   const child = spawn(command, args, {
     cwd: repoRoot,
-    env: { ...process.env, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', ...env },
+    env: { ...process.env, ...defaults, HOST: '127.0.0.1', PORT: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -116,7 +157,10 @@ export function spawnServer(
   return server;
 }
 
-/** killServers kills every server still running with SIGKILL and waits until each has exited. */
+/**
+ * killServers kills every server still running with SIGKILL, waits until each has exited,
+ * and removes the data directories {@link spawnServer} made.
+ */
 export async function killServers(): Promise<void> {
   await Promise.all(
     started.splice(0).map(async ({ child, exited }) => {
@@ -124,4 +168,5 @@ export async function killServers(): Promise<void> {
       await exited;
     }),
   );
+  for (const dir of dataDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 }

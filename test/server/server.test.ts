@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { postOrder, withoutDurations } from './http/support.js';
+import { postOrder, withoutDurations } from '../http/support.js';
 import { killServers, spawnServer, type ServerProcess } from './server-process.js';
 
 const dataDirs: string[] = [];

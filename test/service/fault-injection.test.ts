@@ -5,7 +5,7 @@ import { setFlagsFromString } from 'node:v8';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp, bodyLimitBytes, type App } from '../../src/http/app.js';
 import { statusOf, type HttpErrorKind } from '../../src/http/error-catalogue.js';
-import { createOrderService } from '../../src/order/order-service.js';
+import { createOrderService } from '../../src/service/order-service.js';
 import type { Order } from '../../src/order/order.js';
 import { simulatedSteps } from '../../src/order/simulated-steps.js';
 import type { Step } from '../../src/order/step.js';

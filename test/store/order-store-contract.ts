@@ -42,11 +42,15 @@ export function orderStoreContract(
       now: 1_000,
       ...extra,
     });
-    const keyed = (orderId: string, key: string, extra: Partial<NewRun> = {}) => ({
+    const keyed = (
+      orderId: string,
+      key: string,
+      extra: Partial<NewRun> = {},
+    ): NewRun & { idempotencyKey: string } => ({
       ...newRun(orderId, extra),
-      idempotencyKey: key,
       fingerprint: 'print-a',
       ...extra,
+      idempotencyKey: key,
     });
     const failed: RecordedOutcome = {
       status: 'error',
