@@ -1,0 +1,128 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import pg from 'pg';
+import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
+import { createThrowawayDatabase, postgresAvailable } from '../store/postgres-database.js';
+import { runLoad, type Sent } from './load.js';
+import { killServers, spawnServer } from './server-process.js';
+
+const postgresUp = await postgresAvailable();
+
+afterEach(killServers);
+
+const deadlineMs = 500;
+/**
+ * The promise of the service: no answer later than the deadline plus 50 ms, from the moment
+ * the request arrived until its answer was sent, as the server's own log line times it. The
+ * clients on this same busy machine see it up to a scheduling delay later.
+ */
+const latestAnswerMs = deadlineMs + 50;
+const clientSlackMs = 100;
+
+/**
+ * underStalledStore runs 32 clients against the server while `stall` holds the store's
+ * write lock from another connection for 1.5 s: the store cannot commit anything, so it is
+ * the bottleneck. Every answer must come within the deadline + 50 ms, and none may be a 200
+ * that arrives late: orders are refused (503) or time out (504) until the store is back,
+ * and succeed again afterwards.
+ */
+async function underStalledStore(
+  env: Record<string, string>,
+  stall: () => Promise<() => Promise<void>>,
+): Promise<void> {
+  const server = spawnServer({ REQUEST_TIMEOUT_MS: String(deadlineMs), ...env });
+  const port = await server.listening();
+  const body = (i: number) => ({
+    order_id: `stall-${i}`,
+    amount: 1,
+    delay_ms: { payment: 2, vendor: 2, courier: 2 },
+  });
+  // Warm: the store answers.
+  const warm = await runLoad({ port, clients: 4, perClient: 10, body });
+  expect(warm.every((s) => s.status === 200)).toBe(true);
+
+  const release = await stall();
+  let released = false;
+  const releasing = new Promise<void>((resolve, reject) => {
+    setTimeout(() => {
+      released = true;
+      release().then(resolve, reject);
+    }, 1500);
+  });
+  const duringStall: Sent[] = [];
+  const sent = await runLoad({
+    port,
+    clients: 32,
+    perClient: 40,
+    body: (i) => body(1000 + i),
+    onResult: (result) => {
+      if (!released) duringStall.push(result);
+    },
+  });
+  await releasing;
+
+  const statuses = new Map<number | undefined, number>();
+  for (const s of sent) statuses.set(s.status, (statuses.get(s.status) ?? 0) + 1);
+  const slowest = Math.max(...sent.map((s) => s.ms));
+  expect(sent.every((s) => s.status !== undefined), JSON.stringify([...statuses])).toBe(true);
+  expect(slowest, `slowest answer seen by a client`).toBeLessThanOrEqual(
+    latestAnswerMs + clientSlackMs,
+  );
+  const serverTimes = [...server.output().matchAll(/"response_time_ms":([\d.]+)/g)].map((m) =>
+    Number(m[1]),
+  );
+  expect(serverTimes.length).toBeGreaterThanOrEqual(sent.length);
+  expect(Math.max(...serverTimes), 'slowest answer on the server').toBeLessThanOrEqual(
+    latestAnswerMs,
+  );
+  // While the store was stalled, orders were refused or timed out: no late success.
+  const stalledStatuses = new Set(duringStall.map((s) => s.status));
+  expect(stalledStatuses.has(504) || stalledStatuses.has(503)).toBe(true);
+  for (const s of sent) {
+    if (s.status === 200) expect(s.ms).toBeLessThanOrEqual(deadlineMs + clientSlackMs);
+  }
+  // Once the store is back, orders succeed again.
+  const after = await runLoad({ port, clients: 4, perClient: 10, body: (i) => body(9000 + i) });
+  expect(after.filter((s) => s.status === 200).length).toBeGreaterThan(30);
+}
+
+describe('a store that cannot keep up', () => {
+  it('embedded store: every answer within the deadline + 50 ms, no late 200', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'order-stall-'));
+    onTestFinished(() => rm(dataDir, { recursive: true, force: true }));
+    await underStalledStore({ DATA_DIR: dataDir }, () => {
+      // Another process's transaction holds the database's write lock.
+      const db = new Database(join(dataDir, 'orders.sqlite'));
+      db.exec('BEGIN IMMEDIATE');
+      return Promise.resolve(() => {
+        db.exec('COMMIT');
+        db.close();
+        return Promise.resolve();
+      });
+    });
+  }, 60_000);
+
+  it.skipIf(!postgresUp)(
+    'PostgreSQL: every answer within the deadline + 50 ms, no late 200',
+    async () => {
+      const database = await createThrowawayDatabase();
+      try {
+        await underStalledStore({ DATABASE_URL: database.url }, async () => {
+          const client = new pg.Client({ connectionString: database.url });
+          await client.connect();
+          await client.query('BEGIN');
+          await client.query('LOCK TABLE order_runs IN ACCESS EXCLUSIVE MODE');
+          return async () => {
+            await client.query('COMMIT');
+            await client.end();
+          };
+        });
+      } finally {
+        await database.drop();
+      }
+    },
+    60_000,
+  );
+});
