@@ -6,7 +6,6 @@ describe('reliability configuration', () => {
     const config = loadConfig({});
     expect({
       maxInflightOrders: config.maxInflightOrders,
-      courierQueueLimit: config.courierQueueLimit,
       abandonGraceMs: config.abandonGraceMs,
       drainTimeoutMs: config.drainTimeoutMs,
       headersTimeoutMs: config.headersTimeoutMs,
@@ -15,7 +14,6 @@ describe('reliability configuration', () => {
       maxHeaderSizeBytes: config.maxHeaderSizeBytes,
     }).toEqual({
       maxInflightOrders: 1000,
-      courierQueueLimit: 50,
       abandonGraceMs: 1000,
       drainTimeoutMs: 10_000,
       headersTimeoutMs: 10_000,
@@ -28,7 +26,6 @@ describe('reliability configuration', () => {
   it('reads every variable', () => {
     const config = loadConfig({
       MAX_INFLIGHT_ORDERS: '7',
-      COURIER_QUEUE_LIMIT: '0',
       ABANDON_GRACE_MS: '0',
       DRAIN_TIMEOUT_MS: '0',
       HEADERS_TIMEOUT_MS: '100',
@@ -38,20 +35,19 @@ describe('reliability configuration', () => {
     });
     expect([
       config.maxInflightOrders,
-      config.courierQueueLimit,
       config.abandonGraceMs,
       config.drainTimeoutMs,
       config.headersTimeoutMs,
       config.bodyTimeoutMs,
       config.keepAliveTimeoutMs,
       config.maxHeaderSizeBytes,
-    ]).toEqual([7, 0, 0, 0, 100, 100, 1, 1024]);
+    ]).toEqual([7, 0, 0, 100, 100, 1, 1024]);
   });
 
   it.each([
     ['MAX_INFLIGHT_ORDERS', '0'],
     ['MAX_INFLIGHT_ORDERS', '-1'],
-    ['COURIER_QUEUE_LIMIT', '1.5'],
+    ['STORE_SYNC', 'always'],
     ['ABANDON_GRACE_MS', 'soon'],
     ['DRAIN_TIMEOUT_MS', '600001'],
     ['HEADERS_TIMEOUT_MS', '0'],

@@ -60,7 +60,7 @@ describe('loadConfig', () => {
     { variable: 'REQUEST_TIMEOUT_MS', value: '2s' },
     { variable: 'REQUEST_TIMEOUT_MS', value: '99999999999999999999' },
     { variable: 'LOG_LEVEL', value: 'verbose' },
-    { variable: 'ORDER_STORE', value: 'sqlite' },
+    { variable: 'ORDER_STORE', value: 'mysql' },
     { variable: 'BENCH_FLOOR_ROUTE', value: 'yes' },
   ];
 

@@ -34,6 +34,9 @@ declare module 'fastify' {
   }
 }
 
+/** Log levels at which the per-request line (info) is not written. */
+const quietLevels = new Set(['silent', 'fatal', 'error', 'warn']);
+
 /** The largest request body accepted, in bytes. */
 export const bodyLimitBytes = 64 * 1024;
 
@@ -125,6 +128,11 @@ export function buildApp(options: AppOptions): App {
   app.decorateRequest('receivedAt', undefined);
   app.decorateReply('summary', undefined);
   app.addHook('onResponse', (request, reply, done) => {
+    // Built only when written: at warn and above this costs one set lookup.
+    if (quietLevels.has(request.log.level)) {
+      done();
+      return;
+    }
     request.log.info(
       {
         method: request.method,

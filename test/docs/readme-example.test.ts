@@ -4,13 +4,13 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import ts from 'typescript';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
-import type { OrderOutcome } from '../src/order/pipeline.js';
-import type { Tracker } from '../src/core/tracker.js';
+import type { OrderOutcome } from '../../src/order/pipeline.js';
+import type { Tracker } from '../../src/core/tracker.js';
 
 // The README's library example, taken from the README itself so the two cannot drift: it
 // must type-check against the library's sources and run, with `fetch` stubbed.
 
-const repoRoot = fileURLToPath(new URL('..', import.meta.url));
+const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
 const section = readme.slice(readme.indexOf('## Using the core as a library'));
 const example = /```ts\n([\s\S]*?)```/.exec(section)?.[1] ?? '';

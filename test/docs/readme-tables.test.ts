@@ -1,11 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../src/config.js';
-import { statusOf } from '../src/http/error-catalogue.js';
+import { ConfigError, loadConfig } from '../../src/config.js';
+import { statusOf } from '../../src/http/error-catalogue.js';
 
 // The README's error and configuration tables, checked against the code they document.
 
-const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
 
 /** tableAfter returns the rows (cells, backticks removed) of the first table after `heading`. */
 function tableAfter(heading: string): string[][] {
@@ -37,9 +37,9 @@ describe('the README error table', () => {
 
 describe('the README configuration table', () => {
   const rows = tableAfter('## Configuration');
-  const configSource = readFileSync(new URL('../src/config.ts', import.meta.url), 'utf8');
+  const configSource = readFileSync(new URL('../../src/config.ts', import.meta.url), 'utf8');
   const tracingSource = readFileSync(
-    new URL('../src/observability/tracing.ts', import.meta.url),
+    new URL('../../src/observability/tracing.ts', import.meta.url),
     'utf8',
   );
 

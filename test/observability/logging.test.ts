@@ -2,7 +2,7 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/http/app.js';
-import { createOrderService } from '../../src/service/order-service.js';
+import { OrderService } from '../../src/service/order-service.js';
 import { failingOrder } from './observed-app.js';
 
 interface LogLine {
@@ -27,21 +27,24 @@ function capturingLogger(level = 'info') {
 }
 
 describe('logs', () => {
-  it('an order writes one summary line, and its lines carry the request id and order_id', async () => {
+  it('each request writes one line when it completes, with the order it answered', async () => {
     const { logger, lines } = capturingLogger();
-    const app = buildApp({ service: createOrderService(), requestTimeoutMs: 2000, logger });
+    const app = buildApp({ service: new OrderService(), logger });
     try {
       const response = await app.inject({ method: 'POST', url: '/order', payload: failingOrder });
       expect(response.statusCode).toBe(400);
     } finally {
       await app.close();
     }
-    const summaries = lines.filter((line) => line.msg === 'order settled');
-    expect(summaries).toHaveLength(1);
-    const summary = summaries[0]!;
-    expect(summary).toMatchObject({
+    const completed = lines.filter((line) => line.msg === 'request completed');
+    expect(completed).toHaveLength(1);
+    const line = completed[0]!;
+    expect(line).toMatchObject({
       level: 30,
       order_id: 'o-fail',
+      method: 'POST',
+      url: '/order',
+      status: 400,
       outcome: 'error',
       kind: 'payment_declined',
       steps: {
@@ -50,21 +53,35 @@ describe('logs', () => {
         courier: { status: 'canceled' },
       },
     });
-    expect(typeof summary.reqId).toBe('string');
-    expect(summary['duration_ms']).toBeGreaterThanOrEqual(0);
-    // Once the body is parsed, every line of the request names the order, up to the last.
-    const completed = lines.find((line) => line.msg === 'request completed');
-    expect(completed).toMatchObject({ reqId: summary.reqId, order_id: 'o-fail' });
+    expect(typeof line.reqId).toBe('string');
+    expect(line['duration_ms']).toBeGreaterThanOrEqual(0);
+    expect(line['response_time_ms']).toBeGreaterThanOrEqual(0);
+    // The framework's own per-request lines are replaced by this one.
+    expect(lines.filter((l) => l.msg === 'incoming request')).toEqual([]);
   });
 
-  it('writes no summary when info is off', async () => {
+  it('a request that is not an order writes its line too, without order fields', async () => {
+    const { logger, lines } = capturingLogger();
+    const app = buildApp({ service: new OrderService(), logger });
+    try {
+      await app.inject({ url: '/healthz' });
+    } finally {
+      await app.close();
+    }
+    const completed = lines.filter((line) => line.msg === 'request completed');
+    expect(completed).toHaveLength(1);
+    expect(completed[0]).toMatchObject({ url: '/healthz', status: 200 });
+    expect(completed[0]?.['outcome']).toBeUndefined();
+  });
+
+  it('writes no request line when info is off', async () => {
     const { logger, lines } = capturingLogger('warn');
-    const app = buildApp({ service: createOrderService(), requestTimeoutMs: 2000, logger });
+    const app = buildApp({ service: new OrderService(), logger });
     try {
       await app.inject({ method: 'POST', url: '/order', payload: failingOrder });
     } finally {
       await app.close();
     }
-    expect(lines.filter((line) => line.msg === 'order settled')).toEqual([]);
+    expect(lines.filter((line) => line.msg === 'request completed')).toEqual([]);
   });
 });

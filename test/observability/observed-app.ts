@@ -1,22 +1,61 @@
+import { Semaphore } from '../../src/core/semaphore.js';
 import { buildApp, type App } from '../../src/http/app.js';
 import {
-  observeOrderService,
+  createObservability,
+  type Observability,
   type ObservabilityOptions,
-  type ObservedOrderService,
 } from '../../src/observability/observability.js';
-import type { OrderServiceOptions } from '../../src/service/order-service.js';
+import { OrderService, type OrderServiceOptions } from '../../src/service/order-service.js';
 
-export interface ObservedTestApp extends ObservedOrderService {
+export interface ObservedService {
+  service: OrderService;
+  observability: Observability;
+}
+
+export interface ObservedTestApp extends ObservedService {
   app: App;
+}
+
+/**
+ * observeService wires observability around a fresh service as the composition root
+ * (src/server.ts) does: the observed courier pool, the observer and the ledger hooks go to
+ * the service, then the service to the metrics.
+ */
+export function observeService(
+  options: OrderServiceOptions & ObservabilityOptions = {},
+): ObservedService {
+  const { metrics, defaultMetrics, dashboard, recentOrders, tracing, onError, ...rest } = options;
+  const observability = createObservability({
+    ...(metrics === undefined ? {} : { metrics }),
+    ...(defaultMetrics === undefined ? {} : { defaultMetrics }),
+    ...(dashboard === undefined ? {} : { dashboard }),
+    ...(recentOrders === undefined ? {} : { recentOrders }),
+    ...(onError === undefined ? {} : { onError }),
+    tracing,
+  });
+  const pool = rest.courierPool ?? new Semaphore(rest.courierPoolSize ?? 5);
+  const service = new OrderService({
+    ...rest,
+    courierPool: observability.observePool(pool),
+    observer: observability.observer,
+    ledgerHooks: observability.ledgerHooks,
+  });
+  observability.watch({
+    courierPool: service.courierPool,
+    tracker: service.tracker,
+    admission: service.admission,
+    stepNames: service.pipeline.stepNames,
+  });
+  return { service, observability };
 }
 
 /** buildObservedApp builds the real app with observability around a fresh service. */
 export function buildObservedApp(
-  options: OrderServiceOptions & ObservabilityOptions & { requestTimeoutMs?: number } = {},
+  options: OrderServiceOptions & ObservabilityOptions = {},
 ): ObservedTestApp {
-  const { requestTimeoutMs = 2000, ...rest } = options;
-  const observed = observeOrderService(rest);
-  const app = buildApp({ ...observed, requestTimeoutMs });
+  const observed = observeService(options);
+  const app = buildApp(observed);
+  app.addHook('onClose', () => observed.service.close());
   return { app, ...observed };
 }
 

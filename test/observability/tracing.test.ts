@@ -8,7 +8,7 @@ import {
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { Semaphore } from '../../src/core/semaphore.js';
-import { observeOrderService } from '../../src/observability/observability.js';
+import { observeService } from './observed-app.js';
 import { OrderTracer, createTracing } from '../../src/observability/tracing.js';
 
 const exporter = new InMemorySpanExporter();
@@ -19,7 +19,7 @@ afterEach(() => {
 });
 
 function tracedService(courierPool = new Semaphore(1)) {
-  return observeOrderService({
+  return observeService({
     metrics: false,
     dashboard: false,
     courierPool,

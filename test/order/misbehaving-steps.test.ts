@@ -6,7 +6,7 @@ import { Semaphore } from '../../src/core/semaphore.js';
 import { Tracker } from '../../src/core/tracker.js';
 import { buildApp } from '../../src/http/app.js';
 import { OrderError } from '../../src/order/errors.js';
-import { createOrderService } from '../../src/service/order-service.js';
+import { OrderService } from '../../src/service/order-service.js';
 import type { Order } from '../../src/order/order.js';
 import { Pipeline, type OrderOutcome } from '../../src/order/pipeline.js';
 import type { Step } from '../../src/order/step.js';
@@ -65,7 +65,8 @@ describe('a step that breaks the contract is reported internal and the order sti
   });
 
   it('over HTTP: 500 internal, no internal message leaked', async () => {
-    const service = createOrderService({
+    const service = new OrderService({
+      requestTimeoutMs: 1000,
       steps: () => [
         {
           name: 'payment',
@@ -75,7 +76,7 @@ describe('a step that breaks the contract is reported internal and the order sti
         },
       ],
     });
-    const app = buildApp({ service, requestTimeoutMs: 1000 });
+    const app = buildApp({ service });
     const response = await app.inject({
       method: 'POST',
       url: '/order',
@@ -270,7 +271,8 @@ describe('abandoned steps over HTTP', () => {
       },
     });
     const settle = deferred();
-    const service = createOrderService({
+    const service = new OrderService({
+      requestTimeoutMs: 1000,
       abandonGraceMs: 5,
       steps: (): Step<Order>[] => [
         {
@@ -280,7 +282,7 @@ describe('abandoned steps over HTTP', () => {
         { name: 'vendor', run: () => settle.promise },
       ],
     });
-    const app = buildApp({ service, requestTimeoutMs: 1000, logger: pino(sink) });
+    const app = buildApp({ service, logger: pino(sink) });
     const response = await app.inject({
       method: 'POST',
       url: '/order',

@@ -1,6 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Semaphore } from '../../src/core/semaphore.js';
-import { Admission, type Admitted, type Refused } from '../../src/order/admission.js';
+import { sleep } from '../../src/core/sleep.js';
+import { Admission, type Admitted, type Refused } from '../../src/service/admission.js';
+import { MeasuredPool } from '../../src/service/measured-pool.js';
 import { OrderError } from '../../src/order/errors.js';
 import type { Order } from '../../src/order/order.js';
 import type { Step } from '../../src/order/step.js';
@@ -9,65 +11,47 @@ import { waitFor } from '../http/support.js';
 
 /** refusalKind is the kind of a refusal, or undefined for an admitted order. */
 function refusalKind(result: Admitted | Refused): string | undefined {
-  return result.admitted ? undefined : result.error.kind;
+  return result.admitted ? undefined : result.answer.error?.kind;
 }
 
 describe('Admission', () => {
-  it.each([
-    { maxInflightOrders: 0, courierQueueLimit: 1 },
-    { maxInflightOrders: 1.5, courierQueueLimit: 1 },
-    { maxInflightOrders: 1, courierQueueLimit: -1 },
-    { maxInflightOrders: 1, courierQueueLimit: Number.NaN },
-  ])('rejects limits $maxInflightOrders / $courierQueueLimit', (limits) => {
-    expect(() => new Admission({ courierPool: new Semaphore(1), ...limits })).toThrow(RangeError);
+  it.each([0, 1.5, -1, Number.NaN])('rejects a maxInflightOrders of %s', (maxInflightOrders) => {
+    expect(() => new Admission({ expectedMs: () => 0, maxInflightOrders })).toThrow(RangeError);
   });
 
   it('refuses with overloaded once the orders in flight reach the limit, and admits again after a release', () => {
-    const admission = new Admission({
-      courierPool: new Semaphore(1),
-      maxInflightOrders: 2,
-      courierQueueLimit: Infinity,
-    });
-    const first = admission.admit();
-    const second = admission.admit();
-    const third = admission.admit();
+    const admission = new Admission({ expectedMs: () => 0, maxInflightOrders: 2 });
+    const first = admission.admit(1000);
+    const second = admission.admit(1000);
+    const third = admission.admit(1000);
     expect([first.admitted, second.admitted, third.admitted]).toEqual([true, true, false]);
     expect(refusalKind(third)).toBe('overloaded');
     expect(admission.inflight, 'a refusal takes no place').toBe(2);
     if (first.admitted) first.release();
-    expect(admission.admit().admitted).toBe(true);
+    expect(admission.admit(1000).admitted).toBe(true);
   });
 
-  it('refuses with overloaded once the courier queue reaches its limit', async () => {
-    const courierPool = new Semaphore(1);
-    const admission = new Admission({ courierPool, maxInflightOrders: 100, courierQueueLimit: 1 });
-    const held = await courierPool.acquire();
-    const queued = courierPool.acquire();
-    expect(courierPool.waiting).toBe(1);
-    const refused = admission.admit();
-    expect(refusalKind(refused), 'got admitted, want overloaded').toBe('overloaded');
-    held.release();
-    (await queued).release();
-    expect(admission.admit().admitted, 'queue empty again').toBe(true);
-  });
-
-  it('a queue limit of 0 admits only while a courier slot is free', async () => {
-    const courierPool = new Semaphore(1);
-    const admission = new Admission({ courierPool, maxInflightOrders: 10, courierQueueLimit: 0 });
-    expect(admission.admit().admitted, 'slot free').toBe(true);
-    const held = await courierPool.acquire();
-    expect(admission.admit().admitted, 'slot taken: the order would have to wait').toBe(false);
-    held.release();
-    expect(admission.admit().admitted, 'slot free again').toBe(true);
-  });
+  it.each([
+    { expectedMs: 0, remainingMs: 1, admitted: true },
+    { expectedMs: 899, remainingMs: 1000, admitted: true },
+    { expectedMs: 900, remainingMs: 1000, admitted: true },
+    { expectedMs: 901, remainingMs: 1000, admitted: false },
+    { expectedMs: 10, remainingMs: 0, admitted: false },
+    { expectedMs: 10, remainingMs: -5, admitted: false },
+  ])(
+    'expected $expectedMs ms with $remainingMs ms left: admitted $admitted',
+    ({ expectedMs, remainingMs, admitted }) => {
+      const admission = new Admission({ expectedMs: () => expectedMs, maxInflightOrders: 10 });
+      const result = admission.admit(remainingMs);
+      expect(result.admitted, `got ${refusalKind(result) ?? 'admitted'}`).toBe(admitted);
+      if (!admitted) expect(refusalKind(result)).toBe('overloaded');
+      expect(admission.refused.overloaded).toBe(admitted ? 0 : 1);
+    },
+  );
 
   it('releasing a place twice throws and does not free a second place', () => {
-    const admission = new Admission({
-      courierPool: new Semaphore(1),
-      maxInflightOrders: 1,
-      courierQueueLimit: 1,
-    });
-    const place = admission.admit();
+    const admission = new Admission({ expectedMs: () => 0, maxInflightOrders: 1 });
+    const place = admission.admit(1000);
     if (!place.admitted) throw new Error('want admitted');
     place.release();
     expect(() => {
@@ -77,14 +61,10 @@ describe('Admission', () => {
   });
 
   it('close refuses with shutting_down, drained resolves when the last order is released, abortInflight aborts the cancellation', async () => {
-    const admission = new Admission({
-      courierPool: new Semaphore(1),
-      maxInflightOrders: 10,
-      courierQueueLimit: 10,
-    });
-    const place = admission.admit();
+    const admission = new Admission({ expectedMs: () => 0, maxInflightOrders: 10 });
+    const place = admission.admit(1000);
     admission.close();
-    const refused = admission.admit();
+    const refused = admission.admit(1000);
     expect(refusalKind(refused)).toBe('shutting_down');
     let drained = false;
     const done = admission.drained().then(() => (drained = true));
@@ -96,6 +76,37 @@ describe('Admission', () => {
     if (place.admitted) place.release();
     await done;
     await admission.drained(); // already idle: resolves at once
+  });
+});
+
+describe('MeasuredPool', () => {
+  it('estimates the wait from the mean hold: 0 while a slot is free, then (waiting + 1) / size holds', async () => {
+    let clock = 0;
+    const pool = new MeasuredPool(new Semaphore(2), () => clock);
+    expect(pool.expectedWaitMs()).toBe(0);
+    const a = await pool.acquire();
+    clock = 10;
+    a.release();
+    expect(pool.meanHoldMs).toBe(10);
+    const held = [await pool.acquire(), await pool.acquire()];
+    expect(pool.expectedWaitMs(), 'all slots held, nobody waiting').toBe(5);
+    const queued = [pool.acquire(), pool.acquire(), pool.acquire()];
+    expect(pool.waiting).toBe(3);
+    expect(pool.expectedWaitMs(), '4th in line for 2 slots of 10 ms').toBe(20);
+    for (const permit of held) permit.release();
+    for (const permit of await Promise.all(queued.slice(0, 2))) permit.release();
+    (await queued[2])?.release();
+    expect([pool.inUse, pool.waiting]).toEqual([0, 0]);
+  });
+
+  it('releasing a permit twice throws, as the pool it wraps does', async () => {
+    const pool = new MeasuredPool(new Semaphore(1));
+    const permit = await pool.acquire();
+    permit.release();
+    expect(() => {
+      permit.release();
+    }).toThrow();
+    expect(pool.inUse).toBe(0);
   });
 });
 
@@ -132,7 +143,7 @@ describe('POST /order under admission control', () => {
     testApp = buildTestApp({ steps, maxInflightOrders: 2 });
     const { app, service } = testApp;
     const inFlight = [app.inject(order('a')), app.inject(order('b'))];
-    await waitFor('both orders admitted', () => service.admission?.inflight === 2);
+    await waitFor('both orders admitted', () => service.admission.inflight === 2);
     const startsBefore = started.length;
 
     const refused = await app.inject(order('c'));
@@ -140,6 +151,7 @@ describe('POST /order under admission control', () => {
     expect(refused.headers['retry-after']).toBe('1');
     expect(refused.json()).toEqual({
       status: 'error',
+      order_id: 'c',
       error: { kind: 'overloaded', message: 'the service is overloaded, retry later' },
     });
     expect(started.length, 'no step of the refused order ran').toBe(startsBefore);
@@ -151,16 +163,16 @@ describe('POST /order under admission control', () => {
       answers.map((answer) => answer.statusCode),
       'in-flight orders undisturbed',
     ).toEqual([200, 200]);
-    expect(service.admission?.inflight).toBe(0);
+    expect(service.admission.inflight).toBe(0);
     expect((await app.inject(order('d'))).statusCode, 'admitted again').toBe(200);
   });
 
-  it('refuses an order when the courier queue is full, without attempting payment', async () => {
+  it('refuses an order that could not get a courier before its deadline, without attempting payment', async () => {
     let payments = 0;
     testApp = buildTestApp({
       courierPoolSize: 1,
-      courierQueueLimit: 1,
-      // Payment is instant and counted; the courier step holds its slot for 60 s.
+      requestTimeoutMs: 500,
+      // Payment is instant and counted; the courier holds its slot for its delay.
       steps: (courierPool) => [
         {
           name: 'payment',
@@ -171,12 +183,10 @@ describe('POST /order under admission control', () => {
         },
         {
           name: 'courier',
-          run: async (_order, cancel) => {
+          run: async (order, cancel) => {
             const permit = await courierPool.acquire(cancel);
             try {
-              await new Promise((_resolve, reject) => {
-                cancel.onAbort(reject);
-              });
+              await sleep(order.delayMs?.courier ?? 0, cancel);
             } finally {
               permit.release();
             }
@@ -185,37 +195,36 @@ describe('POST /order under admission control', () => {
       ],
     });
     const { app, service } = testApp;
-    const holding = app.inject(order('holds-slot'));
-    const waiting = app.inject(order('waits'));
-    await waitFor('one courier holding, one waiting', () => service.courierPool.waiting === 1);
-    expect(service.courierPool.inUse).toBe(1);
+    const courier = (id: string) => ({
+      ...order(id),
+      payload: { order_id: id, amount: 1, delay_ms: { courier: 300 } },
+    });
+    // A courier is known to hold its slot 300 ms.
+    expect((await app.inject(courier('warm'))).statusCode).toBe(200);
+    expect(service.courierPool.meanHoldMs).toBeGreaterThanOrEqual(300);
+    const holding = app.inject(courier('holds-slot'));
+    await waitFor('the slot is held', () => service.courierPool.inUse === 1);
     const paymentsBefore = payments;
 
-    const refused = await app.inject(order('refused'));
+    // Waiting 300 ms for the slot, then holding it 300 ms: past 90% of the 500 ms deadline.
+    const refused = await app.inject(courier('refused'));
     expect(refused.statusCode).toBe(503);
+    expect(refused.headers['retry-after']).toBe('1');
     expect(refused.json<{ error: { kind: string } }>().error.kind).toBe('overloaded');
     expect(payments, 'no payment attempted for the refused order').toBe(paymentsBefore);
-    expect(service.courierPool.waiting, 'queue unchanged').toBe(1);
+    expect(service.courierPool.waiting, 'nothing queued').toBe(0);
 
-    // The drain deadline's abort stops both orders in flight: they answer shutting_down.
-    service.admission?.abortInflight();
-    const stopped = await Promise.all([holding, waiting]);
-    expect(stopped.map((answer) => answer.json<{ error: { kind: string } }>().error.kind)).toEqual([
-      'shutting_down',
-      'shutting_down',
-    ]);
-    expect([
-      service.courierPool.inUse,
-      service.courierPool.waiting,
-      service.tracker.active,
-    ]).toEqual([0, 0, 0]);
+    expect((await holding).statusCode).toBe(200);
+    // With the slot free again, the order fits its deadline.
+    expect((await app.inject(courier('fits'))).statusCode).toBe(200);
+    expect([service.courierPool.inUse, service.tracker.active]).toEqual([0, 0]);
   });
 
   it('after close(), POST /order answers 503 shutting_down and /readyz 503 while /healthz stays 200', async () => {
     testApp = buildTestApp({ delays: { payment: 0, vendor: 0, courier: 0 } });
     const { app, service } = testApp;
     expect((await app.inject({ url: '/readyz' })).json()).toEqual({ status: 'ready' });
-    service.admission?.close();
+    service.admission.close();
     const readyz = await app.inject({ url: '/readyz' });
     expect(readyz.statusCode).toBe(503);
     expect(readyz.json<{ error: { kind: string } }>().error.kind).toBe('shutting_down');

@@ -5,7 +5,7 @@ import { setFlagsFromString } from 'node:v8';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp, bodyLimitBytes, type App } from '../../src/http/app.js';
 import { statusOf, type HttpErrorKind } from '../../src/http/error-catalogue.js';
-import { createOrderService } from '../../src/service/order-service.js';
+import { OrderService } from '../../src/service/order-service.js';
 import type { Order } from '../../src/order/order.js';
 import { simulatedSteps } from '../../src/order/simulated-steps.js';
 import type { Step } from '../../src/order/step.js';
@@ -253,7 +253,7 @@ function gcHeapUsed(gc: () => void): number {
 
 describe('fault injection', () => {
   let app: App;
-  let service: ReturnType<typeof createOrderService>;
+  let service: OrderService;
   let port: number;
   const unhandled: unknown[] = [];
   const warnings: Error[] = [];
@@ -267,14 +267,14 @@ describe('fault injection', () => {
   beforeAll(async () => {
     process.on('unhandledRejection', onUnhandled);
     process.on('warning', onWarning);
-    service = createOrderService({
+    service = new OrderService({
       courierPoolSize: 8,
       maxInflightOrders: 128,
-      courierQueueLimit: 48,
+      requestTimeoutMs,
       abandonGraceMs: 2,
       steps: faultySteps,
     });
-    app = buildApp({ service, requestTimeoutMs });
+    app = buildApp({ service });
     await app.listen({ host: '127.0.0.1', port: 0 });
     port = (app.server.address() as AddressInfo).port;
   });
