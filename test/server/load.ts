@@ -135,10 +135,7 @@ export interface RecordedOrder {
 }
 
 /** eventually polls `check` until it returns a value, for at most `ms`. */
-export async function eventually<T>(
-  check: () => Promise<T | undefined>,
-  ms = 20_000,
-): Promise<T> {
+export async function eventually<T>(check: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
   const until = performance.now() + ms;
   for (;;) {
     const value = await check();

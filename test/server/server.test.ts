@@ -1,26 +1,12 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { postOrder, withoutDurations } from '../http/support.js';
 import { killServers, spawnServer, type ServerProcess } from './server-process.js';
 
-const dataDirs: string[] = [];
+afterEach(killServers);
 
-afterEach(async () => {
-  await killServers();
-  for (const dir of dataDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-});
-
-/**
- * startServerProcess spawns the server with its default (embedded) store, as `npm start`
- * does, each in a data directory of its own removed after the test, and with the core
- * variables unset whatever the test's environment holds.
- */
+/** startServerProcess spawns the server in its default configuration, logging at debug. */
 function startServerProcess(env: Record<string, string>): ServerProcess {
-  const dataDir = mkdtempSync(join(tmpdir(), 'order-pipeline-server-test-'));
-  dataDirs.push(dataDir);
-  return spawnServer({ COURIER_POOL_SIZE: '', REQUEST_TIMEOUT_MS: '', DATA_DIR: dataDir, ...env });
+  return spawnServer({ LOG_LEVEL: 'debug', ...env });
 }
 
 describe('the server process', () => {
@@ -33,9 +19,8 @@ describe('the server process', () => {
       amount: 500,
       delay_ms: { payment: 600, vendor: 0, courier: 0 },
     });
-    // The request is logged once its head is parsed; the small body came in the same packet,
-    // so the order is running before the process turns to the signal.
-    await server.waitForOutput(/"msg":"incoming request"/);
+    // The order is running before the process turns to the signal.
+    await server.waitForOutput(/"msg":"order received"/);
     const signaledAt = performance.now();
     server.child.kill('SIGTERM');
 

@@ -66,7 +66,10 @@ async function underStalledStore(
   const statuses = new Map<number | undefined, number>();
   for (const s of sent) statuses.set(s.status, (statuses.get(s.status) ?? 0) + 1);
   const slowest = Math.max(...sent.map((s) => s.ms));
-  expect(sent.every((s) => s.status !== undefined), JSON.stringify([...statuses])).toBe(true);
+  expect(
+    sent.every((s) => s.status !== undefined),
+    JSON.stringify([...statuses]),
+  ).toBe(true);
   expect(slowest, `slowest answer seen by a client`).toBeLessThanOrEqual(
     latestAnswerMs + clientSlackMs,
   );
