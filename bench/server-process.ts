@@ -1,8 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The built server, next to this file once the suite is compiled. */
@@ -48,13 +49,16 @@ export async function metrics(server: BenchServer): Promise<(name: string) => nu
 }
 
 /**
- * startServer starts the server with `env` on a free port of 127.0.0.1, pinned to the last
- * core when `taskset` is available (the load generator runs on the others), and resolves
- * once `/healthz` answers. The floor route is always on: it is what HTTP figures compare with.
- * A variable of `env` set to undefined is removed from the server's environment.
+ * startServer starts the server as `npm start` does, in its default configuration — the
+ * embedded store in a fresh data directory (removed by `stop`), logs at info (to /dev/null:
+ * one line per request is written, not displayed) — with `env` over it, on a free port of
+ * 127.0.0.1, pinned to the last core when `taskset` is available (the load generator runs on
+ * the others), and resolves once `/healthz` answers. The floor route is always on: it is what
+ * HTTP figures compare with. A variable of `env` set to undefined is removed.
  */
 export async function startServer(env: Record<string, string | undefined>): Promise<BenchServer> {
   const port = await freePort();
+  const dataDir = mkdtempSync(join(tmpdir(), 'order-pipeline-bench-data-'));
   // BENCH_SERVER_NODE_FLAGS passes flags to the server's node, e.g. `--cpu-prof` or `--trace-gc`.
   const nodeFlags = (process.env['BENCH_SERVER_NODE_FLAGS'] ?? '').split(' ').filter(Boolean);
   // The same V8 flag as `npm start`: a larger young generation, fewer scavenges per order.
@@ -62,18 +66,17 @@ export async function startServer(env: Record<string, string | undefined>): Prom
   const child = spawn(command[0] ?? 'node', command.slice(1), {
     env: definedOnly({
       ...process.env,
+      ORDER_STORE: undefined,
+      DATABASE_URL: undefined,
+      LOG_LEVEL: undefined,
+      MAX_INFLIGHT_ORDERS: undefined,
       HOST: '127.0.0.1',
       PORT: String(port),
-      LOG_LEVEL: 'warn',
+      DATA_DIR: dataDir,
       BENCH_FLOOR_ROUTE: '1',
-      // The orchestrator and the server are measured, as in the Go run: orders are recorded in
-      // memory, not in the default durable PGlite store.
-      ORDER_STORE: 'memory',
-      MAX_INFLIGHT_ORDERS: '1000000',
-      COURIER_QUEUE_LIMIT: '1000000',
       ...env,
     }),
-    stdio: ['ignore', 'inherit', 'inherit'],
+    stdio: ['ignore', 'ignore', 'inherit'],
   });
   const exited = new Promise<void>((resolve) =>
     child.once('exit', () => {
@@ -94,6 +97,7 @@ export async function startServer(env: Record<string, string | undefined>): Prom
       const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
       await exited;
       clearTimeout(killer);
+      rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }

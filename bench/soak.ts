@@ -1,7 +1,7 @@
 import { CancelSource, link } from '../src/core/cancellation.js';
 import { OrderError } from '../src/order/errors.js';
 import type { Order, StepName } from '../src/order/order.js';
-import { createOrderService } from '../src/order/order-service.js';
+import { OrderService } from '../src/service/order-service.js';
 import { row, type Row } from './report.js';
 
 /**
@@ -28,7 +28,7 @@ const failSteps: readonly (StepName | undefined)[] = ['payment', 'vendor', 'cour
 export async function soakBenchmark(options: { quick: boolean }): Promise<Row[]> {
   const total = options.quick ? 20_000 : 1_000_000;
   const concurrency = 64;
-  const service = createOrderService({
+  const service = new OrderService({
     courierPoolSize: 4,
     delays: { payment: 0, vendor: 0, courier: 0 },
   });

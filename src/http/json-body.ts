@@ -26,7 +26,7 @@ export function strictJsonBodies(app: FastifyInstance): void {
       done(new BadBodyError('body is not valid UTF-8'), undefined);
       return;
     }
-    parseJson(request, body.toString('utf8'), (error, value: unknown) => {
+    void parseJson(request, body.toString('utf8'), (error, value: unknown) => {
       if (error !== null) {
         done(error, undefined);
       } else if (!isWellFormed(value)) {

@@ -53,7 +53,7 @@ export const orderRoutes: FastifyPluginCallbackTypebox<OrderRoutesOptions> = (
       // answer, with the order's real outcome.
       const clientGone = new CancelSource();
       const response = reply.raw;
-      let answer: OrderAnswer | undefined;
+      let answer: OrderAnswer | undefined = undefined;
       response.once('close', () => {
         if (response.writableFinished) return;
         if (answer === undefined) {

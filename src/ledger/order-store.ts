@@ -283,14 +283,14 @@ export function claimDue(
   now: number,
   claimUntil: number,
 ): Compensation[] | undefined {
-  let claimed = false;
-  const next = compensations.map((compensation) => {
+  const isDue = (compensation: Compensation): boolean => {
     const at = compensation.nextAttemptAt;
-    if (!isClaimable(compensation) || at === undefined || at > now) return compensation;
-    claimed = true;
-    return { ...compensation, nextAttemptAt: claimUntil };
-  });
-  return claimed ? next : undefined;
+    return isClaimable(compensation) && at !== undefined && at <= now;
+  };
+  if (!compensations.some(isDue)) return undefined;
+  return compensations.map((compensation) =>
+    isDue(compensation) ? { ...compensation, nextAttemptAt: claimUntil } : compensation,
+  );
 }
 
 /**

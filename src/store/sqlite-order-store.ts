@@ -162,7 +162,11 @@ export class SqliteOrderStore implements OrderStore {
   async #close(): Promise<void> {
     await this.#commits.drained();
     if (this.#failure === undefined) {
-      const exited = new Promise<void>((resolve) => this.#worker.once('exit', () => resolve()));
+      const exited = new Promise<void>((resolve) =>
+        this.#worker.once('exit', () => {
+          resolve();
+        }),
+      );
       this.#worker.postMessage({ close: true });
       await exited;
     }

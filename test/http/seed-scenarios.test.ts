@@ -41,7 +41,12 @@ describe('seed scenarios', () => {
       status: 'error',
       order_id: 'seed-1',
       steps: [
-        { name: 'payment', status: 'error', detail: 'payment_declined', compensation: 'not_needed' },
+        {
+          name: 'payment',
+          status: 'error',
+          detail: 'payment_declined',
+          compensation: 'not_needed',
+        },
         { name: 'vendor', status: 'canceled', compensation: 'not_needed' },
         { name: 'courier', status: 'canceled', compensation: 'not_needed' },
       ],
@@ -97,7 +102,12 @@ describe('seed scenarios', () => {
       order_id: 'seed-1',
       steps: [
         { name: 'payment', status: 'ok', compensation: 'pending' },
-        { name: 'vendor', status: 'error', detail: 'vendor_unavailable', compensation: 'not_needed' },
+        {
+          name: 'vendor',
+          status: 'error',
+          detail: 'vendor_unavailable',
+          compensation: 'not_needed',
+        },
         { name: 'courier', status: 'ok', compensation: 'pending' },
       ],
       error: { kind: 'vendor_unavailable', message: 'vendor is unavailable' },

@@ -43,7 +43,12 @@ describe('every outcome maps to its HTTP status', () => {
       status: 400,
       order: { fail_step: 'payment', delay_ms: { ...instant, vendor: 60_000, courier: 60_000 } },
       steps: [
-        { name: 'payment', status: 'error', detail: 'payment_declined', compensation: 'not_needed' },
+        {
+          name: 'payment',
+          status: 'error',
+          detail: 'payment_declined',
+          compensation: 'not_needed',
+        },
         { name: 'vendor', status: 'canceled', compensation: 'not_needed' },
         { name: 'courier', status: 'canceled', compensation: 'not_needed' },
       ],
@@ -55,7 +60,12 @@ describe('every outcome maps to its HTTP status', () => {
       order: { fail_step: 'vendor', delay_ms: { ...instant, payment: 60_000, courier: 60_000 } },
       steps: [
         { name: 'payment', status: 'canceled', compensation: 'not_needed' },
-        { name: 'vendor', status: 'error', detail: 'vendor_unavailable', compensation: 'not_needed' },
+        {
+          name: 'vendor',
+          status: 'error',
+          detail: 'vendor_unavailable',
+          compensation: 'not_needed',
+        },
         { name: 'courier', status: 'canceled', compensation: 'not_needed' },
       ],
       error: { kind: 'vendor_unavailable', message: 'vendor is unavailable' },

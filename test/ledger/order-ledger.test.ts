@@ -154,16 +154,14 @@ describe('idempotent submission by Idempotency-Key', () => {
     expect(answer.statusCode).toBe(400);
     expect(answer.json()).toMatchObject({
       status: 'error',
-      error: { kind: 'bad_request', message: expect.stringMatching(/Idempotency-Key/) },
+      error: { kind: 'bad_request', message: expect.stringMatching(/Idempotency-Key/) as string },
     });
     expect(service.tracker.started).toBe(0);
   });
 
   it('accepts a key of 255 characters', async () => {
     const { app } = instance();
-    expect((await post(app, { order_id: 'o-l', amount: 1 }, 'k'.repeat(255))).statusCode).toBe(
-      200,
-    );
+    expect((await post(app, { order_id: 'o-l', amount: 1 }, 'k'.repeat(255))).statusCode).toBe(200);
   });
 });
 
@@ -363,9 +361,7 @@ describe('GET /order/:order_id', () => {
       steps: () => [{ name: 'payment', run: () => gate.promise }],
     });
     const running = post(app, { order_id: 'g-2', amount: 1 });
-    await expect
-      .poll(async () => (await app.inject({ url: '/order/g-2' })).statusCode)
-      .toBe(200);
+    await expect.poll(async () => (await app.inject({ url: '/order/g-2' })).statusCode).toBe(200);
     expect((await app.inject({ url: '/order/g-2' })).json()).toMatchObject({
       state: 'running',
       status: 'running',

@@ -14,7 +14,10 @@ const run = (id: string, now = 1_000): NewRun & { idempotencyKey: string } => ({
   now,
 });
 
-const ok: RecordedOutcome = { status: 'ok', steps: [{ name: 'payment', status: 'ok', durationMs: 1 }] };
+const ok: RecordedOutcome = {
+  status: 'ok',
+  steps: [{ name: 'payment', status: 'ok', durationMs: 1 }],
+};
 const timedOut: RecordedOutcome = {
   status: 'error',
   steps: [{ name: 'payment', status: 'canceled', durationMs: 1 }],
@@ -59,7 +62,13 @@ describe('MemoryOrderStore retention', () => {
     const store = new MemoryOrderStore({ maxSettledRuns: 1 });
     await store.begin(run('running'));
     await finished(store, 'pending', [
-      { name: 'payment', status: 'pending', attempts: 0, nextAttemptAt: 5_000, needsOperator: false },
+      {
+        name: 'payment',
+        status: 'pending',
+        attempts: 0,
+        nextAttemptAt: 5_000,
+        needsOperator: false,
+      },
     ]);
     await finished(store, 'flagged', [
       { name: 'payment', status: 'compensation_failed', attempts: 8, needsOperator: true },

@@ -283,7 +283,9 @@ export function orderStoreContract(
       const mineExpired = newRun(newId(), { owner: 'me', leaseUntil: 20_000 });
       for (const run of [live, expired, mineExpired]) await store.begin(run);
       const ids = (runs: { runId: string }[]): string[] => runs.map((run) => run.runId);
-      const claimed = ids(await store.claimOrphans('me', 30_000, 40_000, { anyOwner: false, limit: 1000 }));
+      const claimed = ids(
+        await store.claimOrphans('me', 30_000, 40_000, { anyOwner: false, limit: 1000 }),
+      );
       expect(claimed).toContain(expired.runId);
       // A run of this very owner whose lease ran out is one whose execution broke off.
       expect(claimed).toContain(mineExpired.runId);
