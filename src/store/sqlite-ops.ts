@@ -94,15 +94,30 @@ const migrations: readonly (readonly string[])[] = [
   ],
 ];
 
+/** Where a connection runs: the event loop's thread, or a thread of its own. */
+export type ConnectionRole = 'in-thread' | 'writer-thread' | 'checkpointer';
+
 /**
- * openDatabase configures `db` (write-ahead log; `synchronous` NORMAL survives a crash of the
- * process, FULL also a crash of the machine) and migrates it to the latest schema.
+ * prepareDatabase configures a connection and migrates the database to the latest schema.
+ * Every connection uses the write-ahead log, and `synchronous` NORMAL (a commit survives a
+ * crash of the process) or FULL (it also survives a crash of the machine: each commit is
+ * flushed to the disk).
+ *
+ * A connection on the event loop's thread must never block it: it does not wait for a lock
+ * (`busy_timeout` 0: the caller retries later) and leaves checkpoints — the part that writes
+ * and flushes the database file — to a checkpointer connection on another thread. A
+ * connection on a thread of its own may wait for a lock, up to 5 s.
  */
-export function prepareDatabase(db: Database.Database, sync: 'normal' | 'full'): void {
+export function prepareDatabase(
+  db: Database.Database,
+  sync: 'normal' | 'full',
+  role: ConnectionRole,
+): void {
   db.pragma('journal_mode = WAL');
   db.pragma(`synchronous = ${sync === 'full' ? 'FULL' : 'NORMAL'}`);
-  // A writer that finds the database locked (another process holding it) waits, then fails.
-  db.pragma('busy_timeout = 5000');
+  db.pragma(`busy_timeout = ${role === 'in-thread' ? 0 : 5000}`);
+  if (role === 'in-thread') db.pragma('wal_autocheckpoint = 0');
+  if (role === 'checkpointer') return;
   const version = Number(db.pragma('user_version', { simple: true }));
   for (let v = version; v < migrations.length; v++) {
     db.transaction(() => {
@@ -110,6 +125,17 @@ export function prepareDatabase(db: Database.Database, sync: 'normal' | 'full'):
       db.pragma(`user_version = ${v + 1}`);
     })();
   }
+}
+
+/** isBusy tells whether `error` is SQLite's "database is locked" (another writer holds it). */
+export function isBusy(error: unknown): boolean {
+  return (
+    typeof error === 'object' &&
+    error !== null &&
+    'code' in error &&
+    typeof error.code === 'string' &&
+    error.code.startsWith('SQLITE_BUSY')
+  );
 }
 
 /**

@@ -13,8 +13,15 @@ import type {
   OrderStore,
 } from '../ledger/order-store.js';
 import { GroupCommit } from './group-commit.js';
+import Database from 'better-sqlite3';
 import { decodeRun, type RunRow } from './run-codec.js';
-import type { SqliteOp, SqliteResult } from './sqlite-ops.js';
+import {
+  SqliteExecutor,
+  isBusy,
+  prepareDatabase,
+  type SqliteOp,
+  type SqliteResult,
+} from './sqlite-ops.js';
 
 /** What a commit survives: `normal`, a crash of the process; `full`, also of the machine. */
 export type SqliteSync = 'normal' | 'full';
@@ -26,59 +33,61 @@ export interface SqliteStoreOptions {
 }
 
 /**
- * openSqliteOrderStore opens (creating if needed) the embedded store in `dataDir`, on a
- * worker thread of its own, and migrates it. The store belongs to one process: the
- * directory is locked by a pid file, and opening a directory that a live process holds
- * fails. Rejects with the reason if the directory or the database cannot be opened.
+ * openSqliteOrderStore opens (creating if needed) the embedded store in `dataDir`, migrated.
+ * The store belongs to one process: the directory is locked by a pid file, and opening a
+ * directory that a live process holds fails. Rejects with the reason if the directory or
+ * the database cannot be opened.
  */
 export async function openSqliteOrderStore(options: SqliteStoreOptions): Promise<SqliteOrderStore> {
   await mkdir(options.dataDir, { recursive: true });
   const unlock = await lockDataDir(options.dataDir);
   try {
-    const worker = await startWorker(join(options.dataDir, 'orders.sqlite'), options.sync);
-    return new SqliteOrderStore(worker, unlock);
+    const path = join(options.dataDir, 'orders.sqlite');
+    const transport = options.sync === 'full' ? await onWriterThread(path) : await inThread(path);
+    return new SqliteOrderStore(transport, unlock);
   } catch (error) {
     await unlock();
     throw error;
   }
 }
 
+/** SqliteTransport runs the store's batches where its connection lives. */
+interface SqliteTransport {
+  /** execute runs `ops` in one transaction; rejects if it cannot, with nothing applied. */
+  execute(ops: SqliteOp[]): Promise<SqliteResult[]> | SqliteResult[];
+  /** failure is set once the transport can run nothing more (its thread died). */
+  readonly failure: Error | undefined;
+  close(): Promise<void>;
+}
+
 /**
  * SqliteOrderStore is the embedded default {@link OrderStore}: SQLite (better-sqlite3) in
- * write-ahead-log mode, on a worker thread. Every call of one event-loop turn, and every
- * call made while a batch commits, is committed in one transaction (see
- * {@link GroupCommit}); a call resolves once its batch is committed. The event loop only
- * posts batches and reads answers: a slow disk, a checkpoint or another process holding the
- * database lock delays commits, never requests.
+ * write-ahead-log mode. Every call of one event-loop turn, and every call made while a batch
+ * commits, is committed in one transaction (see {@link GroupCommit}); a call resolves once
+ * its batch is committed.
  *
- * If the worker dies, every call in flight and every later call rejects with its error.
+ * Where the connection runs depends on `sync`. With NORMAL (the default) a commit appends to
+ * the log without flushing it, so the batch runs on the event loop's thread, a few
+ * microseconds per order, while a checkpointer thread does the flushing part (copying the
+ * log into the database file); a lock held by another process is never waited for on the
+ * event loop: the batch is retried a few milliseconds later. With FULL each commit waits for
+ * the disk, so the connection lives on a writer thread and the event loop only posts
+ * batches. Either way a slow disk or a locked database delays commits, never requests.
+ *
+ * If the writer thread dies, every call in flight and every later call rejects.
  */
 export class SqliteOrderStore implements OrderStore {
   readonly shared = false;
-  readonly #worker: Worker;
+  readonly #transport: SqliteTransport;
   readonly #unlock: () => Promise<void>;
   readonly #commits: GroupCommit<SqliteOp, SqliteResult>;
-  readonly #inFlight = new Map<
-    number,
-    { resolve: (r: SqliteResult[]) => void; reject: (e: unknown) => void }
-  >();
-  #nextId = 0;
-  #failure: Error | undefined;
   #closing: Promise<void> | undefined;
+  #closed = false;
 
-  constructor(worker: Worker, unlock: () => Promise<void>) {
-    this.#worker = worker;
+  constructor(transport: SqliteTransport, unlock: () => Promise<void>) {
+    this.#transport = transport;
     this.#unlock = unlock;
-    this.#commits = new GroupCommit((ops) => this.#send(ops));
-    worker.on('message', (message: unknown) => {
-      this.#receive(message);
-    });
-    worker.on('error', (error) => {
-      this.#fail(error);
-    });
-    worker.on('exit', () => {
-      this.#fail(new Error('the order store thread exited'));
-    });
+    this.#commits = new GroupCommit((ops) => transport.execute(ops));
   }
 
   backlogMs(): number {
@@ -161,60 +170,135 @@ export class SqliteOrderStore implements OrderStore {
 
   async #close(): Promise<void> {
     await this.#commits.drained();
-    if (this.#failure === undefined) {
-      const exited = new Promise<void>((resolve) =>
-        this.#worker.once('exit', () => {
-          resolve();
-        }),
-      );
-      this.#worker.postMessage({ close: true });
-      await exited;
-    }
-    this.#failure ??= new Error('the order store is closed');
+    this.#closed = true;
+    await this.#transport.close();
     await this.#unlock();
   }
 
   #run(op: SqliteOp): Promise<SqliteResult> {
-    if (this.#failure !== undefined) return Promise.reject(this.#failure);
+    if (this.#closed) return Promise.reject(new Error('the order store is closed'));
+    const failure = this.#transport.failure;
+    if (failure !== undefined) return Promise.reject(failure);
     return this.#commits.run(op);
   }
+}
 
-  #send(ops: SqliteOp[]): Promise<SqliteResult[]> {
-    if (this.#failure !== undefined) return Promise.reject(this.#failure);
-    const id = ++this.#nextId;
-    return new Promise((resolve, reject) => {
-      this.#inFlight.set(id, { resolve, reject });
-      this.#worker.postMessage({ id, ops });
-    });
+/** How long a batch that finds the database locked is retried before it fails. */
+const lockedForMs = 30_000;
+
+/**
+ * inThread opens the connection on the event loop's thread, and a checkpointer thread. A
+ * batch that finds the database locked by another process is retried every few
+ * milliseconds (the event loop serves requests meanwhile), for up to {@link lockedForMs}.
+ */
+async function inThread(path: string): Promise<SqliteTransport> {
+  const db = new Database(path);
+  let checkpointer: Worker;
+  try {
+    prepareDatabase(db, 'normal', 'in-thread');
+    checkpointer = await startWorker({ path, sync: 'normal', role: 'checkpointer' });
+  } catch (error) {
+    db.close();
+    throw error;
   }
+  const executor = new SqliteExecutor(db);
+  const retry = (ops: SqliteOp[], since: number, delayMs: number): Promise<SqliteResult[]> =>
+    new Promise((resolve, reject) => {
+      setTimeout(() => {
+        try {
+          resolve(executor.execute(ops));
+        } catch (error) {
+          if (!isBusy(error) || performance.now() - since > lockedForMs) reject(error);
+          else retry(ops, since, Math.min(2 * delayMs, 50)).then(resolve, reject);
+        }
+      }, delayMs);
+    });
+  return {
+    failure: undefined,
+    execute: (ops) => {
+      try {
+        return executor.execute(ops);
+      } catch (error) {
+        if (!isBusy(error)) throw error;
+        return retry(ops, performance.now(), 2);
+      }
+    },
+    close: async () => {
+      await stopWorker(checkpointer);
+      db.close();
+    },
+  };
+}
 
-  #receive(message: unknown): void {
+/**
+ * onWriterThread opens the connection on a thread of its own and sends it each batch as one
+ * string: the thread boundary copies it whole, where a structured clone of the batch would
+ * walk every object of every order.
+ */
+async function onWriterThread(path: string): Promise<SqliteTransport> {
+  const worker = await startWorker({ path, sync: 'full', role: 'writer' });
+  const inFlight = new Map<
+    number,
+    { resolve: (results: SqliteResult[]) => void; reject: (error: unknown) => void }
+  >();
+  let nextId = 0;
+  let failure: Error | undefined;
+  const fail = (error: Error): void => {
+    failure ??= error;
+    for (const waiting of inFlight.values()) waiting.reject(failure);
+    inFlight.clear();
+  };
+  worker.on('error', fail);
+  worker.on('exit', () => {
+    fail(new Error('the order store thread exited'));
+  });
+  worker.on('message', (message: unknown) => {
     if (typeof message !== 'object' || message === null || !('id' in message)) return;
-    const waiting = this.#inFlight.get(Number(message.id));
+    const waiting = inFlight.get(Number(message.id));
     if (waiting === undefined) return;
-    this.#inFlight.delete(Number(message.id));
+    inFlight.delete(Number(message.id));
     if ('results' in message && Array.isArray(message.results)) {
       waiting.resolve(message.results.map(asResult));
     } else {
       const reason = 'error' in message ? String(message.error) : 'malformed answer';
       waiting.reject(new Error(`order store: ${reason}`));
     }
-  }
-
-  #fail(error: Error): void {
-    this.#failure ??= error;
-    for (const waiting of this.#inFlight.values()) waiting.reject(this.#failure);
-    this.#inFlight.clear();
-  }
+  });
+  return {
+    get failure() {
+      return failure;
+    },
+    execute: (ops) =>
+      new Promise((resolve, reject) => {
+        const id = ++nextId;
+        inFlight.set(id, { resolve, reject });
+        worker.postMessage({ id, ops: JSON.stringify(ops) });
+      }),
+    close: () => stopWorker(worker),
+  };
 }
 
-/** startWorker starts the database thread and resolves once the database is ready. */
-function startWorker(path: string, sync: SqliteSync): Promise<Worker> {
+/** stopWorker asks a store thread to close its connection and resolves once it exited. */
+async function stopWorker(worker: Worker): Promise<void> {
+  const exited = new Promise<void>((resolve) => {
+    worker.once('exit', () => {
+      resolve();
+    });
+  });
+  worker.postMessage({ close: true });
+  await exited;
+}
+
+/** startWorker starts a store thread and resolves once its connection is ready. */
+function startWorker(workerData: {
+  path: string;
+  sync: SqliteSync;
+  role: 'writer' | 'checkpointer';
+}): Promise<Worker> {
   // From the build the thread runs the compiled file; from the sources (tests, development)
   // it runs the TypeScript file through tsx's require hook, which worker threads accept on
   // every supported Node (its ESM loader they do not on Node 20).
   const fromSources = import.meta.url.endsWith('.ts');
-  const workerData = { path, sync };
   const worker = fromSources
     ? new Worker(
         `require(${JSON.stringify(createRequire(import.meta.url).resolve('tsx/cjs'))});` +
@@ -231,7 +315,7 @@ function startWorker(path: string, sync: SqliteSync): Promise<Worker> {
       } else {
         void worker.terminate();
         const reason = 'failed' in message ? String(message.failed) : 'no answer';
-        reject(new Error(`cannot open the order store at ${path}: ${reason}`));
+        reject(new Error(`cannot open the order store at ${workerData.path}: ${reason}`));
       }
     };
     const onError = (error: Error): void => {

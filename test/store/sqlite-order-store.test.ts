@@ -11,3 +11,11 @@ orderStoreContract('SQLite', async () => {
     cleanup: () => rm(dataDir, { recursive: true, force: true }),
   };
 });
+
+orderStoreContract('SQLite, synchronous FULL on a writer thread', async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'order-store-full-'));
+  return {
+    store: await openSqliteOrderStore({ dataDir, sync: 'full' }),
+    cleanup: () => rm(dataDir, { recursive: true, force: true }),
+  };
+});
