@@ -43,7 +43,9 @@ function outcomeBody(orderId: string, outcome: RecordedOutcome): OrderResponse {
       ...(step.compensation === undefined ? {} : { compensation: step.compensation }),
     })),
   };
-  if (outcome.error !== undefined) body.error = { ...outcome.error };
+  if (outcome.error !== undefined) {
+    body.error = { kind: outcome.error.kind, message: outcome.error.message };
+  }
   return body;
 }
 

@@ -42,6 +42,13 @@ export async function execute(
     ? notRunOutcome(pipeline.stepNames, cancel.reason)
     : await pipeline.run(run.order, { parent: cancel });
   const finishedAt = now();
+  if (outcome.error?.cause !== undefined) {
+    // The client sees `internal` and a fixed message; the cause is for the operator.
+    context.log.error(
+      { err: outcome.error.cause, order_id: run.orderId },
+      'a step failed unexpectedly',
+    );
+  }
   const compensations = outcome.status === 'ok' ? [] : compensator.plan(outcome.steps, finishedAt);
   const recorded = recordedOutcome(outcome, compensations);
   const finished = await store.finish({
@@ -93,7 +100,9 @@ function recordedOutcome(
       ...(step.detail === undefined ? {} : { detail: step.detail }),
       compensation: compensations[i]?.status ?? 'not_needed',
     })),
-    ...(outcome.error === undefined ? {} : { error: outcome.error }),
+    ...(outcome.error === undefined
+      ? {}
+      : { error: { kind: outcome.error.kind, message: outcome.error.message } }),
   };
 }
 

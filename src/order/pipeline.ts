@@ -25,7 +25,12 @@ export interface StepResult {
 export interface OrderOutcome {
   status: 'ok' | 'error';
   steps: StepResult[];
-  error?: { kind: ErrorKind; message: string };
+  /**
+   * Why the order failed. `cause` is what the failing step threw when it was not an
+   * {@link OrderError} (kind `internal`): kept for logs and library users, never shown to a
+   * client.
+   */
+  error?: { kind: ErrorKind; message: string; cause?: unknown };
 }
 
 /**
@@ -153,7 +158,7 @@ export class Pipeline<Order> {
         ? {
             status: 'error',
             steps: answered,
-            error: { kind: kindOf(failure), message: publicMessage(failure) },
+            error: errorOf(failure),
           }
         : { status: 'ok', steps: answered };
       settled?.(outcome);
@@ -278,3 +283,19 @@ export class Pipeline<Order> {
 
 /** Slots of steps answered without while still running; each leaves when its step settles. */
 const abandonedSlots = new WeakSet<StepResult>();
+
+/**
+ * errorOf is an order's error for `failure`: its kind and a safe message; for a failure that
+ * is not an {@link OrderError}, also the failure itself as `cause`, not enumerable (like
+ * `Error.cause`), so that no serialization of the outcome carries it by accident.
+ */
+function errorOf(failure: unknown): { kind: ErrorKind; message: string; cause?: unknown } {
+  const error: { kind: ErrorKind; message: string; cause?: unknown } = {
+    kind: kindOf(failure),
+    message: publicMessage(failure),
+  };
+  if (error.kind === 'internal' && !(failure instanceof OrderError)) {
+    Object.defineProperty(error, 'cause', { value: failure, enumerable: false });
+  }
+  return error;
+}

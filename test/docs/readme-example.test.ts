@@ -12,7 +12,7 @@ import type { Tracker } from '../../src/core/tracker.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
-const section = readme.slice(readme.indexOf('## Using the core as a library'));
+const section = readme.slice(readme.indexOf('## Using the library'));
 const example = /```ts\n([\s\S]*?)```/.exec(section)?.[1] ?? '';
 const workDir = mkdtempSync(join(tmpdir(), 'order-pipeline-readme-'));
 

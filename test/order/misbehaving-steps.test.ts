@@ -53,10 +53,9 @@ describe('a step that breaks the contract is reported internal and the order sti
       abandonGraceMs: 1000,
     });
     const outcome = await pipeline.run({ id: 'o' });
-    expect(outcome.error, 'got a different error, want internal with a fixed message').toEqual({
-      kind: 'internal',
-      message: 'internal error',
-    });
+    expect(outcome.error, 'got a different error, want internal with a fixed message').toMatchObject(
+      { kind: 'internal', message: 'internal error' },
+    );
     expect(outcome.steps.map((step) => [step.name, step.status, step.detail])).toEqual([
       ['bad', 'error', 'internal'],
       ['other', 'canceled', undefined],
@@ -64,9 +63,14 @@ describe('a step that breaks the contract is reported internal and the order sti
     expect([tracker.active, tracker.abandoned]).toEqual([0, 0]);
   });
 
-  it('over HTTP: 500 internal, no internal message leaked', async () => {
+  it('over HTTP: 500 internal, no internal message leaked; the cause is logged with the order id', async () => {
+    const logged: { details: object; message: string }[] = [];
+    const log = (details: object, message: string): void => {
+      logged.push({ details, message });
+    };
     const service = new OrderService({
       requestTimeoutMs: 1000,
+      logger: { info: log, warn: log, error: log },
       steps: () => [
         {
           name: 'payment',
@@ -90,6 +94,18 @@ describe('a step that breaks the contract is reported internal and the order sti
       error: { kind: 'internal', message: 'internal error' },
       steps: [{ name: 'payment', status: 'error', detail: 'internal' }],
     });
+    const line = logged.find((entry) => entry.message === 'a step failed unexpectedly');
+    expect(line?.details).toMatchObject({ order_id: 'x' });
+    expect(String((line?.details as { err?: unknown }).err)).toContain('hunter2');
+  });
+
+  it('keeps the cause on the outcome for library users', async () => {
+    const cause = new TypeError('db password is hunter2');
+    const pipeline = new Pipeline([{ name: 'payment', run: () => Promise.reject(cause) }]);
+    const outcome = await pipeline.run({});
+    expect(outcome.error).toStrictEqual({ kind: 'internal', message: 'internal error' });
+    expect(outcome.error?.cause).toBe(cause);
+    expect(JSON.stringify(outcome)).not.toContain('hunter2');
   });
 });
 
