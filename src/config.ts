@@ -64,6 +64,11 @@ export interface Config {
   readonly compensationRetryBaseMs: number;
   /** Cap of the compensation retry delay. */
   readonly compensationRetryMaxMs: number;
+  /**
+   * The operator token (ADMIN_TOKEN) that operator actions require, as `Authorization:
+   * Bearer <token>`; unset, the actions are disabled. At least 16 characters.
+   */
+  readonly adminToken: string | undefined;
 }
 
 export const orderStoreKinds = ['sqlite', 'postgres', 'memory'] as const;
@@ -104,6 +109,7 @@ export const defaultConfig: Config = {
   compensationMaxAttempts: 8,
   compensationRetryBaseMs: 500,
   compensationRetryMaxMs: 60_000,
+  adminToken: undefined,
 };
 
 /** ConfigError says which variable is wrong and what was expected. */
@@ -129,7 +135,22 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ...observabilityConfig(env),
     ...reliabilityConfig(env),
     ...orderStoreConfig(env),
+    adminToken: adminTokenVar(env),
   };
+}
+
+/** The shortest operator token accepted: guessing it must be out of reach. */
+const minAdminTokenLength = 16;
+
+function adminTokenVar(env: NodeJS.ProcessEnv): string | undefined {
+  const token = stringVar(env, 'ADMIN_TOKEN', '');
+  if (token === '') return undefined;
+  if (token.length < minAdminTokenLength || !/^[\x21-\x7e]+$/.test(token)) {
+    throw new ConfigError(
+      `ADMIN_TOKEN must be at least ${minAdminTokenLength} visible ASCII characters`,
+    );
+  }
+  return token;
 }
 
 type OrderStoreConfig = Pick<

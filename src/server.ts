@@ -92,6 +92,7 @@ export async function startOrderServer(config: Config, logger = pino()): Promise
     logger,
     observability,
     benchFloorRoute: config.benchFloorRoute,
+    adminToken: config.adminToken,
     serverLimits: {
       headersTimeoutMs: config.headersTimeoutMs,
       bodyTimeoutMs: config.bodyTimeoutMs,

@@ -15,6 +15,7 @@ import Fastify, {
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Observability } from '../observability/observability.js';
 import type { OrderService } from '../service/order-service.js';
+import { adminRoutes } from './admin-routes.js';
 import { dashboardRoutes } from './dashboard/dashboard-routes.js';
 import { errorBody, statusOf, type HttpErrorKind } from './error-catalogue.js';
 import { BadBodyError, strictJsonBodies } from './json-body.js';
@@ -57,6 +58,8 @@ export interface AppOptions {
    * the framework floor the benchmarks compare `POST /order` with. Off by default.
    */
   benchFloorRoute?: boolean | undefined;
+  /** The operator token of the operator actions; none (actions disabled) by default. */
+  adminToken?: string | undefined;
 }
 
 /**
@@ -170,8 +173,11 @@ export function buildApp(options: AppOptions): App {
     const { metrics, recentOrders } = observability;
     if (metrics !== undefined) app.register(metricsRoute, { metrics });
     if (recentOrders !== undefined) {
-      const { courierPool, tracker } = options.service;
-      app.register(dashboardRoutes, { recentOrders, courierPool, tracker });
+      app.register(dashboardRoutes, {
+        recentOrders,
+        service: options.service,
+        operatorActions: options.adminToken !== undefined,
+      });
     }
     app.addHook('onClose', () => observability.close());
   }
@@ -185,6 +191,7 @@ export function buildApp(options: AppOptions): App {
   );
 
   app.register(orderRoutes, { service: options.service });
+  app.register(adminRoutes, { service: options.service, adminToken: options.adminToken });
   app.register(recordedOrderRoutes, { service: options.service });
 
   return app;

@@ -140,6 +140,21 @@ export class OrderLedger {
     return Math.max(1, Math.ceil(this.#sweepIntervalMs / 1000));
   }
 
+  /** openCompensations lists runs with a compensation open or flagged, oldest first. */
+  openCompensations(limit: number): Promise<OrderRun[]> {
+    return this.#store.openCompensations(limit);
+  }
+
+  /**
+   * settleFlag records that an operator settled the flagged compensation `step` of run
+   * `runId` (logged). Resolves false if there is no such flag.
+   */
+  async settleFlag(runId: string, step: string): Promise<boolean> {
+    const settled = await this.#store.settleFlag(runId, step, this.#now());
+    if (settled) this.#log.info({ run_id: runId, step }, 'an operator settled a compensation');
+    return settled;
+  }
+
   /** get resolves with the most recent run of `orderId`, or undefined. */
   get(orderId: string): Promise<OrderRun | undefined> {
     return this.#store.get(orderId);

@@ -24,6 +24,9 @@ export interface TimelineOrder {
   steps: TimelineStep[];
 }
 
+/** The window of {@link RecentOrders.perSecond}, in whole seconds. */
+export const rateWindowSeconds = 5;
+
 /** The number of recent orders the dashboard keeps unless told otherwise. */
 export const defaultRecentOrders = 30;
 
@@ -39,6 +42,9 @@ export class RecentOrders {
   #seq = 0;
   readonly #byKind = new Map<string, number>();
   readonly #timeOrigin: number;
+  /** Orders settled per whole second of the records' clock, in a ring of a few seconds. */
+  readonly #perSecond = new Array<number>(rateWindowSeconds + 2).fill(0);
+  readonly #secondOf = new Array<number>(rateWindowSeconds + 2).fill(-1);
 
   /** The capacity must be a positive safe integer; anything else throws a RangeError. */
   constructor(capacity = defaultRecentOrders, timeOrigin = performance.timeOrigin) {
@@ -55,7 +61,28 @@ export class RecentOrders {
     return this.#seq;
   }
 
+  /**
+   * perSecond is the rate of orders settled over the last {@link rateWindowSeconds} whole
+   * seconds before `nowMs` (the clock of the records), counted by the server as they settle.
+   */
+  perSecond(nowMs: number = performance.now()): number {
+    const current = Math.floor(nowMs / 1000);
+    let count = 0;
+    for (let second = current - rateWindowSeconds; second < current; second++) {
+      const slot = second % this.#perSecond.length;
+      if (this.#secondOf[slot] === second) count += this.#perSecond[slot] ?? 0;
+    }
+    return count / rateWindowSeconds;
+  }
+
   record(order: OrderRecord): void {
+    const second = Math.floor((order.startedAt + order.durationMs) / 1000);
+    const slot = second % this.#perSecond.length;
+    if (this.#secondOf[slot] !== second) {
+      this.#secondOf[slot] = second;
+      this.#perSecond[slot] = 0;
+    }
+    this.#perSecond[slot] = (this.#perSecond[slot] ?? 0) + 1;
     this.#ring[this.#seq % this.capacity] = order;
     this.#seq++;
     const kind = order.outcome.error?.kind ?? 'ok';

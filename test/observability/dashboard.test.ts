@@ -75,6 +75,49 @@ describe('dashboard', () => {
     expect(ok!.steps.every((step) => step.status === 'ok')).toBe(true);
   });
 
+  it('reports refusals, the rate counted by the server, and runs needing attention', async () => {
+    const test = build({ compensationMaxAttempts: 1 });
+    test.service.admission.close();
+    await test.app.inject({ method: 'POST', url: '/order', payload: quickOrder });
+    let got = await state(test);
+    expect(got.refused).toEqual({ overloaded: 0, shutting_down: 1 });
+    expect(got.operator_actions).toBe(false);
+
+    const open = build({ compensationMaxAttempts: 1 });
+    await open.app.inject({
+      method: 'POST',
+      url: '/order',
+      payload: {
+        ...failingOrder,
+        fail_step: 'courier',
+        delay_ms: { payment: 0, vendor: 0, courier: 1 },
+        fail_compensation: { payment: 5 },
+      },
+    });
+    await open.service.ledger.idle();
+    got = await state(open);
+    expect(got.orders_per_second).toBeGreaterThanOrEqual(0);
+    expect(got.attention).toHaveLength(1);
+    expect(got.attention[0]).toMatchObject({
+      order_id: 'o-fail',
+      kind: 'no_courier',
+      needs_operator: true,
+      steps: [
+        { name: 'payment', compensation: 'compensation_failed', needs_operator: true },
+        { name: 'vendor', compensation: 'compensated', needs_operator: false },
+      ],
+    });
+    await open.app.close();
+  });
+
+  it('serves a favicon', async () => {
+    const test = build();
+    const icon = await test.app.inject({ method: 'GET', url: '/favicon.ico' });
+    expect(icon.statusCode).toBe(200);
+    expect(icon.headers['content-type']).toBe('image/svg+xml');
+    expect(icon.body).toContain('<svg');
+  });
+
   it('is absent when the dashboard is off', async () => {
     const test = build({ dashboard: false });
     expect((await test.app.inject({ method: 'GET', url: '/' })).statusCode).toBe(404);

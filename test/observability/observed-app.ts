@@ -51,10 +51,11 @@ export function observeService(
 
 /** buildObservedApp builds the real app with observability around a fresh service. */
 export function buildObservedApp(
-  options: OrderServiceOptions & ObservabilityOptions = {},
+  options: OrderServiceOptions & ObservabilityOptions & { adminToken?: string } = {},
 ): ObservedTestApp {
-  const observed = observeService(options);
-  const app = buildApp(observed);
+  const { adminToken, ...rest } = options;
+  const observed = observeService(rest);
+  const app = buildApp({ ...observed, adminToken });
   app.addHook('onClose', () => observed.service.close());
   return { app, ...observed };
 }

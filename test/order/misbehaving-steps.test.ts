@@ -53,9 +53,10 @@ describe('a step that breaks the contract is reported internal and the order sti
       abandonGraceMs: 1000,
     });
     const outcome = await pipeline.run({ id: 'o' });
-    expect(outcome.error, 'got a different error, want internal with a fixed message').toMatchObject(
-      { kind: 'internal', message: 'internal error' },
-    );
+    expect(
+      outcome.error,
+      'got a different error, want internal with a fixed message',
+    ).toMatchObject({ kind: 'internal', message: 'internal error' });
     expect(outcome.steps.map((step) => [step.name, step.status, step.detail])).toEqual([
       ['bad', 'error', 'internal'],
       ['other', 'canceled', undefined],

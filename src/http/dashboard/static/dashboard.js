@@ -1,13 +1,9 @@
-/* global document, fetch, setTimeout, performance, crypto, FormData */
+/* global document, fetch, setTimeout, crypto, FormData */
 // The dashboard's client: polls /dashboard/state and redraws. No framework, no build step.
 // Order ids come from clients: they are only ever set as text, never as HTML.
 
 const pollMs = 500;
-/** Orders/s is averaged over this window, so it does not jump with every poll. */
-const rateWindowMs = 5000;
 const $ = (id) => document.getElementById(id);
-
-const samples = []; // { total, at } of recent polls, oldest first
 
 function element(tag, className, text) {
   const node = document.createElement(tag);
@@ -71,6 +67,7 @@ function renderTimeline(orders) {
     const track = element('div', 'track');
     for (const step of order.steps) {
       const bar = element('div', 'bar');
+      bar.append(element('span', 'bar-label', step.name));
       bar.dataset.step = step.name;
       bar.dataset.status = step.status;
       bar.style.width = pct(step.end_ms);
@@ -95,21 +92,74 @@ function renderTimeline(orders) {
   }
 }
 
+function stepChip(step) {
+  const parts = [`${step.name}: ${step.compensation}`];
+  if (step.attempts > 0) parts.push(`${step.attempts} attempt${step.attempts === 1 ? '' : 's'}`);
+  if (step.last_error) parts.push(step.last_error);
+  const chip = element('span', step.needs_operator ? 'chip flagged' : 'chip', parts.join(' · '));
+  chip.dataset.step = step.name;
+  return chip;
+}
+
+async function settle(run, step, button) {
+  const token = $('operator-token').value;
+  button.disabled = true;
+  const response = await fetch(
+    `/admin/runs/${encodeURIComponent(run.run_id)}/compensations/${encodeURIComponent(step.name)}/settle`,
+    { method: 'POST', headers: token ? { authorization: `Bearer ${token}` } : {} },
+  );
+  const body = await response.json();
+  $('operator-result').textContent = response.ok
+    ? `${run.order_id} · ${step.name}: settled`
+    : `${run.order_id} · ${step.name}: ${response.status} ${body.error ? body.error.message : ''}`;
+  button.disabled = false;
+}
+
+function renderAttention(runs, operatorActions) {
+  $('operator-note').textContent = operatorActions
+    ? 'Settle a flagged compensation once you have undone it by hand.'
+    : 'Operator actions are disabled: start the server with ADMIN_TOKEN to enable them.';
+  $('operator-token').disabled = !operatorActions;
+  const body = $('attention').querySelector('tbody');
+  body.replaceChildren();
+  $('attention-empty').hidden = runs.length > 0;
+  $('attention').hidden = runs.length === 0;
+  for (const run of runs) {
+    const row = element('tr');
+    row.dataset.runId = run.run_id;
+    row.dataset.flagged = String(run.needs_operator);
+    const steps = element('td');
+    for (const step of run.steps) steps.append(stepChip(step));
+    const actions = element('td');
+    for (const step of run.steps.filter((s) => s.needs_operator)) {
+      const button = element('button', 'settle', `settle ${step.name}`);
+      button.type = 'button';
+      button.disabled = !operatorActions;
+      button.addEventListener('click', () => {
+        settle(run, step, button).catch((error) => {
+          $('operator-result').textContent = `failed: ${error.message}`;
+          button.disabled = false;
+        });
+      });
+      actions.append(button);
+    }
+    row.append(element('td', '', run.order_id), element('td', 'kind', run.kind), steps, actions);
+    body.append(row);
+  }
+}
+
 async function poll() {
   try {
     const response = await fetch('/dashboard/state', { cache: 'no-store' });
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     const state = await response.json();
-    const at = performance.now();
-    samples.push({ total: state.orders_total, at });
-    while (samples.length > 2 && at - samples[0].at > rateWindowMs) samples.shift();
-    const oldest = samples[0];
-    if (at > oldest.at) {
-      const rate = ((state.orders_total - oldest.total) * 1000) / (at - oldest.at);
-      $('orders-rate').textContent = rate.toFixed(1);
-    }
+    $('orders-rate').textContent = state.orders_per_second.toFixed(1);
     $('orders-total').textContent = String(state.orders_total);
+    $('orders-in-flight').textContent = String(state.orders_in_flight);
     $('steps-in-flight').textContent = String(state.steps_in_flight);
+    $('refused-overloaded').textContent = String(state.refused.overloaded);
+    $('refused-shutting-down').textContent = String(state.refused.shutting_down);
+    renderAttention(state.attention, state.operator_actions);
     renderPool(state.pool);
     renderOutcomes(state.by_kind);
     renderTimeline(state.timeline);
