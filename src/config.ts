@@ -64,6 +64,14 @@ export interface Config {
   readonly compensationRetryBaseMs: number;
   /** Cap of the compensation retry delay. */
   readonly compensationRetryMaxMs: number;
+  /** Redis URL of the courier pool shared by every instance (REDIS_URL); unset, in-process. */
+  readonly redisUrl: string | undefined;
+  /** Key prefix of the shared courier pool in Redis: instances with one prefix share it. */
+  readonly redisKeyPrefix: string;
+  /** Lease of a held courier slot in Redis: a dead instance's slots come back after it. */
+  readonly courierLeaseMs: number;
+  /** Worker processes serving on one port (node:cluster); more than 1 needs shared stores. */
+  readonly workers: number;
   /**
    * The operator token (ADMIN_TOKEN) that operator actions require, as `Authorization:
    * Bearer <token>`; unset, the actions are disabled. At least 16 characters.
@@ -109,6 +117,10 @@ export const defaultConfig: Config = {
   compensationMaxAttempts: 8,
   compensationRetryBaseMs: 500,
   compensationRetryMaxMs: 60_000,
+  redisUrl: undefined,
+  redisKeyPrefix: 'order-pipeline:couriers',
+  courierLeaseMs: 10_000,
+  workers: 1,
   adminToken: undefined,
 };
 
@@ -135,7 +147,35 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ...observabilityConfig(env),
     ...reliabilityConfig(env),
     ...orderStoreConfig(env),
+    ...scaleOutConfig(env),
     adminToken: adminTokenVar(env),
+  };
+}
+
+type ScaleOutConfig = Pick<Config, 'redisUrl' | 'redisKeyPrefix' | 'courierLeaseMs' | 'workers'>;
+
+/**
+ * scaleOutConfig reads the shared courier pool and the worker count. More than one worker
+ * needs a pool and a store that the workers share: without REDIS_URL and DATABASE_URL it
+ * throws a {@link ConfigError} saying so.
+ */
+function scaleOutConfig(env: NodeJS.ProcessEnv): ScaleOutConfig {
+  const d = defaultConfig;
+  const redisUrl = stringVar(env, 'REDIS_URL', '') || undefined;
+  const workers = intVar(env, 'WORKERS', d.workers, 1, 64);
+  const sharedStore = (stringVar(env, 'DATABASE_URL', '') || undefined) !== undefined;
+  const storeKind = stringVar(env, 'ORDER_STORE', sharedStore ? 'postgres' : 'sqlite');
+  if (workers > 1 && (redisUrl === undefined || !sharedStore || storeKind !== 'postgres')) {
+    throw new ConfigError(
+      `WORKERS=${workers} needs a courier pool and an order store shared by the workers: ` +
+        'set REDIS_URL and DATABASE_URL (with the default or postgres ORDER_STORE)',
+    );
+  }
+  return {
+    redisUrl,
+    redisKeyPrefix: stringVar(env, 'REDIS_KEY_PREFIX', d.redisKeyPrefix),
+    courierLeaseMs: intVar(env, 'COURIER_LEASE_MS', d.courierLeaseMs, 100, 3_600_000),
+    workers,
   };
 }
 

@@ -1,7 +1,11 @@
 import { pathToFileURL } from 'node:url';
 import pino from 'pino';
 import { ConfigError, loadConfig, type Config } from './config.js';
-import { Semaphore } from './core/semaphore.js';
+import cluster from 'node:cluster';
+import { Semaphore, type Pool } from './core/semaphore.js';
+import type { OrderStore } from './ledger/order-store.js';
+import { OrderError } from './order/errors.js';
+import { RedisPool } from './pool/redis-pool.js';
 import { buildApp, type App } from './http/app.js';
 import { createObservability } from './observability/observability.js';
 import { OrderService } from './service/order-service.js';
@@ -47,15 +51,22 @@ export async function startOrderServer(config: Config, logger = pino()): Promise
     dashboard: config.dashboardEnabled,
     tracing,
   });
-  const store = await openOrderStore({
-    kind: config.orderStore,
-    dataDir: config.dataDir,
-    sync: config.storeSync,
-    databaseUrl: config.databaseUrl,
-    databasePoolSize: config.databasePoolSize,
-  });
+  const courierPool = await openCourierPool(config);
+  let store: OrderStore;
+  try {
+    store = await openOrderStore({
+      kind: config.orderStore,
+      dataDir: config.dataDir,
+      sync: config.storeSync,
+      databaseUrl: config.databaseUrl,
+      databasePoolSize: config.databasePoolSize,
+    });
+  } catch (error) {
+    await courierPool.close();
+    throw error;
+  }
   const service = new OrderService({
-    courierPool: observability.observePool(new Semaphore(config.courierPoolSize)),
+    courierPool: observability.observePool(courierPool.pool),
     observer: observability.observer,
     requestTimeoutMs: config.requestTimeoutMs,
     maxInflightOrders: config.maxInflightOrders,
@@ -80,6 +91,7 @@ export async function startOrderServer(config: Config, logger = pino()): Promise
     await service.start();
   } catch (error) {
     await service.close();
+    await courierPool.close();
     await observability.close();
     throw error;
   }
@@ -93,6 +105,7 @@ export async function startOrderServer(config: Config, logger = pino()): Promise
     observability,
     benchFloorRoute: config.benchFloorRoute,
     adminToken: config.adminToken,
+    ready: () => courierPool.ready(),
     serverLimits: {
       headersTimeoutMs: config.headersTimeoutMs,
       bodyTimeoutMs: config.bodyTimeoutMs,
@@ -100,7 +113,10 @@ export async function startOrderServer(config: Config, logger = pino()): Promise
       maxHeaderSizeBytes: config.maxHeaderSizeBytes,
     },
   });
-  app.addHook('onClose', () => service.close());
+  app.addHook('onClose', async () => {
+    await service.close();
+    await courierPool.close();
+  });
   await app.listen({ host: config.host, port: config.port });
   const shutDown = async (): Promise<void> => {
     const { admission } = service;
@@ -117,6 +133,35 @@ export async function startOrderServer(config: Config, logger = pino()): Promise
     await app.close();
   };
   return { app, service, shutDown };
+}
+
+/** An open courier pool: the pool, whether it can serve, and how to close it. */
+interface CourierPool {
+  readonly pool: Pool;
+  ready(): boolean;
+  close(): Promise<void>;
+}
+
+/**
+ * openCourierPool opens the pool the configuration names: shared by every instance on Redis
+ * (REDIS_URL), or an in-process semaphore. Rejects if Redis cannot be reached.
+ */
+async function openCourierPool(config: Config): Promise<CourierPool> {
+  if (config.redisUrl === undefined) {
+    return {
+      pool: new Semaphore(config.courierPoolSize),
+      ready: () => true,
+      close: () => Promise.resolve(),
+    };
+  }
+  const pool = await RedisPool.open({
+    url: config.redisUrl,
+    size: config.courierPoolSize,
+    prefix: config.redisKeyPrefix,
+    leaseMs: config.courierLeaseMs,
+    unavailable: () => new OrderError('unavailable', 'the courier pool is unavailable'),
+  });
+  return { pool, ready: () => pool.ready, close: () => pool.close() };
 }
 
 /** settlesWithin resolves true if `promise` settles within `ms`, else false; no timer lingers. */
@@ -150,6 +195,10 @@ async function main(): Promise<void> {
     throw error;
   }
   const logger = pino({ level: config.logLevel });
+  if (config.workers > 1 && cluster.isPrimary) {
+    superviseWorkers(config.workers, logger);
+    return;
+  }
   const server = await startOrderServer(config, logger);
   let stopping = false;
   const shutdown = (signal: NodeJS.Signals): void => {
@@ -173,6 +222,39 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', shutdown);
   process.on('SIGINT', shutdown);
+}
+
+/**
+ * superviseWorkers runs `count` worker processes (node:cluster) that serve on one port, the
+ * connections spread between them. A worker that dies is replaced. On SIGTERM or SIGINT each
+ * worker is told to drain, and the primary exits 0 once all have exited (1 on a second signal).
+ */
+function superviseWorkers(count: number, logger: pino.Logger): void {
+  let stopping = false;
+  cluster.on('exit', (worker, code, signal) => {
+    if (stopping) {
+      if (Object.keys(cluster.workers ?? {}).length === 0) {
+        logger.info('every worker has exited');
+        process.exit(0);
+      }
+      return;
+    }
+    logger.warn({ pid: worker.process.pid, code, signal }, 'a worker died: starting another');
+    cluster.fork();
+  });
+  for (let i = 0; i < count; i++) cluster.fork();
+  logger.info({ workers: count }, 'started workers');
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      logger.warn({ signal }, 'second signal: exiting at once');
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info({ signal }, 'shutting down: each worker drains');
+    for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGTERM');
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

@@ -60,6 +60,8 @@ export interface AppOptions {
   benchFloorRoute?: boolean | undefined;
   /** The operator token of the operator actions; none (actions disabled) by default. */
   adminToken?: string | undefined;
+  /** Whether the service's dependencies can serve (the shared courier pool); yes by default. */
+  ready?: (() => boolean) | undefined;
 }
 
 /**
@@ -184,11 +186,15 @@ export function buildApp(options: AppOptions): App {
 
   // Ready while orders are admitted; 503 once the service drains, so a load balancer stops
   // sending orders while the ones in flight finish. /healthz stays 200 meanwhile.
-  app.get('/readyz', (_request, reply) =>
-    options.service.admission.closed
-      ? reply.code(503).send(errorBody('shutting_down', 'the service is draining'))
-      : reply.send({ status: 'ready' }),
-  );
+  app.get('/readyz', (_request, reply) => {
+    if (options.service.admission.closed) {
+      return reply.code(503).send(errorBody('shutting_down', 'the service is draining'));
+    }
+    if (options.ready?.() === false) {
+      return reply.code(503).send(errorBody('unavailable', 'the courier pool is unavailable'));
+    }
+    return reply.send({ status: 'ready' });
+  });
 
   app.register(orderRoutes, { service: options.service });
   app.register(adminRoutes, { service: options.service, adminToken: options.adminToken });
