@@ -56,13 +56,17 @@ export async function metrics(server: BenchServer): Promise<(name: string) => nu
  * the others), and resolves once `/healthz` answers. The floor route is always on: it is what
  * HTTP figures compare with. A variable of `env` set to undefined is removed.
  */
-export async function startServer(env: Record<string, string | undefined>): Promise<BenchServer> {
+export async function startServer(
+  env: Record<string, string | undefined>,
+  options: { pin?: boolean } = {},
+): Promise<BenchServer> {
   const port = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'order-pipeline-bench-data-'));
   // BENCH_SERVER_NODE_FLAGS passes flags to the server's node, e.g. `--cpu-prof` or `--trace-gc`.
   const nodeFlags = (process.env['BENCH_SERVER_NODE_FLAGS'] ?? '').split(' ').filter(Boolean);
   // The same V8 flag as `npm start`: a larger young generation, fewer scavenges per order.
-  const command = pinnedCommand(['node', '--max-semi-space-size=16', ...nodeFlags, serverEntry]);
+  const plain = ['node', '--max-semi-space-size=16', ...nodeFlags, serverEntry];
+  const command = options.pin === false ? plain : pinnedCommand(plain);
   const child = spawn(command[0] ?? 'node', command.slice(1), {
     env: definedOnly({
       ...process.env,

@@ -5,6 +5,7 @@ import { inProcessBenchmarks } from './in-process.js';
 import { latencyBenchmarks } from './latency.js';
 import { memoryBenchmarks } from './memory.js';
 import { overloadBenchmark } from './overload.js';
+import { scaleOutBenchmarks } from './scale-out.js';
 import type { Row } from './report.js';
 import { soakBenchmark } from './soak.js';
 
@@ -20,6 +21,7 @@ export const sections: Record<string, (options: { quick: boolean }) => Promise<R
   latency: latencyBenchmarks,
   overload: overloadBenchmark,
   memory: memoryBenchmarks,
+  'scale-out': scaleOutBenchmarks,
 };
 
 async function main(): Promise<void> {

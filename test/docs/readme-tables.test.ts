@@ -57,6 +57,7 @@ describe('the README configuration table', () => {
   const companions: Record<string, Record<string, string>> = {
     BODY_TIMEOUT_MS: { HEADERS_TIMEOUT_MS: '1' },
     HEADERS_TIMEOUT_MS: { BODY_TIMEOUT_MS: '600000' },
+    WORKERS: { REDIS_URL: 'redis://127.0.0.1:6379', DATABASE_URL: 'postgres://127.0.0.1/db' },
   };
 
   it.each(rows.filter(([, fallback]) => fallback !== 'unset'))(
