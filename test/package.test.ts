@@ -88,6 +88,6 @@ describe('the packed package', () => {
       ],
       appDir,
     ).trim();
-    expect(names).toBe('CancelSource,Semaphore,TaskGroup,Tracker,link,sleep');
+    expect(names).toBe('CancelSource,PoolDecorator,Semaphore,TaskGroup,Tracker,link,sleep');
   });
 });

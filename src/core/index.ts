@@ -3,6 +3,7 @@
  * semaphore (the Pool contract), tracker, abortable sleep. Importing it loads nothing else.
  */
 export { CancelSource, link, type Cancellation, type ParentCancellation } from './cancellation.js';
+export { PoolDecorator } from './pool-decorator.js';
 export { Semaphore, type Permit, type Pool } from './semaphore.js';
 export { sleep } from './sleep.js';
 export { TaskGroup, type Task, type TaskSettled } from './task-group.js';

@@ -1,4 +1,5 @@
 import type { Cancellation } from '../core/cancellation.js';
+import { PoolDecorator } from '../core/pool-decorator.js';
 import type { Permit, Pool } from '../core/semaphore.js';
 
 /**
@@ -16,11 +17,8 @@ export interface PoolWait {
  * ObservedPool decorates a {@link Pool}: it behaves exactly like the pool it wraps and, when
  * an acquire settles, reports how long it waited, with the cancellation it was given (the
  * order's), so the wait can be attached to the order that waited.
- *
- * The wrapped pool is left untouched: size, inUse and waiting are read straight through.
  */
-export class ObservedPool implements Pool {
-  readonly #pool: Pool;
+export class ObservedPool extends PoolDecorator {
   readonly #onWait: (wait: PoolWait, cancel: Cancellation | undefined) => void;
   readonly #now: () => number;
 
@@ -33,26 +31,14 @@ export class ObservedPool implements Pool {
     onWait: (wait: PoolWait, cancel: Cancellation | undefined) => void,
     now: () => number = performance.now.bind(performance),
   ) {
-    this.#pool = pool;
+    super(pool);
     this.#onWait = onWait;
     this.#now = now;
   }
 
-  get size(): number {
-    return this.#pool.size;
-  }
-
-  get inUse(): number {
-    return this.#pool.inUse;
-  }
-
-  get waiting(): number {
-    return this.#pool.waiting;
-  }
-
   acquire(cancel?: Cancellation): Promise<Permit> {
     const startedAt = this.#now();
-    return this.#pool.acquire(cancel).then(
+    return this.inner.acquire(cancel).then(
       (permit) => {
         this.#onWait({ startedAt, settledAt: this.#now(), acquired: true }, cancel);
         return permit;

@@ -343,18 +343,21 @@ export class RedisPool implements Pool {
 
   #schedule(): void {
     if (this.#closed) return;
-    this.#timer = setTimeout(() => {
-      const ids = [...this.#held, ...this.#waiters.keys()];
-      this.#run(renewScript, ids).then(
-        ([inUse, waiting]) => {
-          this.#counts(inUse, waiting);
-          this.#schedule();
-        },
-        () => {
-          this.#schedule();
-        },
-      );
-    }, Math.floor(this.#leaseMs / 3));
+    this.#timer = setTimeout(
+      () => {
+        const ids = [...this.#held, ...this.#waiters.keys()];
+        this.#run(renewScript, ids).then(
+          ([inUse, waiting]) => {
+            this.#counts(inUse, waiting);
+            this.#schedule();
+          },
+          () => {
+            this.#schedule();
+          },
+        );
+      },
+      Math.floor(this.#leaseMs / 3),
+    );
     this.#timer.unref();
   }
 

@@ -1,4 +1,5 @@
 import type { Cancellation } from '../core/cancellation.js';
+import { PoolDecorator } from '../core/pool-decorator.js';
 import type { Permit, Pool } from '../core/semaphore.js';
 
 /** Weight of the newest hold in the moving average: about the last 32 holds count. */
@@ -9,26 +10,13 @@ const holdWeight = 1 / 32;
  * a moving average of how long a permit is held, from which {@link expectedWaitMs} estimates
  * how long a newcomer would wait for a slot. Admission decides from that estimate.
  */
-export class MeasuredPool implements Pool {
-  readonly #pool: Pool;
+export class MeasuredPool extends PoolDecorator {
   readonly #now: () => number;
   #meanHoldMs = 0;
 
   constructor(pool: Pool, now: () => number = performance.now.bind(performance)) {
-    this.#pool = pool;
+    super(pool);
     this.#now = now;
-  }
-
-  get size(): number {
-    return this.#pool.size;
-  }
-
-  get inUse(): number {
-    return this.#pool.inUse;
-  }
-
-  get waiting(): number {
-    return this.#pool.waiting;
   }
 
   /** meanHoldMs is the moving average of how long a permit was held; 0 before any release. */
@@ -42,13 +30,13 @@ export class MeasuredPool implements Pool {
    * the newcomer is served after about (waiting + 1) / size mean holds.
    */
   expectedWaitMs(): number {
-    const pool = this.#pool;
+    const pool = this.inner;
     if (pool.inUse < pool.size) return 0;
     return ((pool.waiting + 1) / pool.size) * this.#meanHoldMs;
   }
 
   acquire(cancel?: Cancellation): Promise<Permit> {
-    return this.#pool.acquire(cancel).then((permit) => {
+    return this.inner.acquire(cancel).then((permit) => {
       const acquiredAt = this.#now();
       return {
         release: () => {
