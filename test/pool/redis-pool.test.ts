@@ -39,9 +39,9 @@ describe.skipIf(!(await redisAvailable()))('RedisPool across instances', () => {
     const { prefix, pools: shared } = await openShared(3, 4);
     const reader = new Redis(redisUrl);
     let peak = 0;
-    let running = true;
+    const flag = { running: true };
     const watching = (async () => {
-      while (running) {
+      while (flag.running) {
         peak = Math.max(peak, await reader.zcard(`${prefix}:holders`));
         await new Promise((resolve) => setImmediate(resolve));
       }
@@ -53,7 +53,7 @@ describe.skipIf(!(await redisAvailable()))('RedisPool across instances', () => {
         permit.release();
       }),
     );
-    running = false;
+    flag.running = false;
     await watching;
     reader.disconnect();
     expect(peak).toBeGreaterThan(0);

@@ -36,7 +36,8 @@ export async function redisAvailable(): Promise<boolean> {
   redis.on('error', () => undefined);
   try {
     await redis.connect();
-    return (await redis.ping()) === 'PONG';
+    await redis.ping();
+    return true;
   } catch {
     return false;
   } finally {

@@ -52,9 +52,9 @@ describe.skipIf(!ready)('three instances, one PostgreSQL database, one Redis', (
     const { ports, prefix } = await startInstances(3);
     const reader = new Redis(redisUrl);
     let peak = 0;
-    let watching = true;
+    const flag = { watching: true };
     const watch = (async () => {
-      while (watching) {
+      while (flag.watching) {
         peak = Math.max(peak, await reader.zcard(`${prefix}:holders`));
         await new Promise((resolve) => setImmediate(resolve));
       }
@@ -69,7 +69,7 @@ describe.skipIf(!ready)('three instances, one PostgreSQL database, one Redis', (
         }),
       ),
     );
-    watching = false;
+    flag.watching = false;
     await watch;
     reader.disconnect();
     const statuses = loads.flat().map((sent) => sent.status);
