@@ -189,7 +189,7 @@ const lockedForMs = 30_000;
 /**
  * inThread opens the connection on the event loop's thread, and a checkpointer thread. A
  * batch that finds the database locked by another process is retried every few
- * milliseconds (the event loop serves requests meanwhile), for up to {@link lockedForMs}.
+ * milliseconds (at most 10) (the event loop serves requests meanwhile), for up to {@link lockedForMs}.
  */
 async function inThread(path: string): Promise<SqliteTransport> {
   const db = new Database(path);
@@ -209,7 +209,7 @@ async function inThread(path: string): Promise<SqliteTransport> {
           resolve(executor.execute(ops));
         } catch (error) {
           if (!isBusy(error) || performance.now() - since > lockedForMs) reject(error);
-          else retry(ops, since, Math.min(2 * delayMs, 50)).then(resolve, reject);
+          else retry(ops, since, Math.min(2 * delayMs, 10)).then(resolve, reject);
         }
       }, delayMs);
     });
