@@ -122,7 +122,11 @@ export const RecordedOrder = Type.Object({
 });
 export type RecordedOrder = Static<typeof RecordedOrder>;
 
-/** literals is the schema of one of `values`, typed as their union. */
+/**
+ * literals is the schema of one of `values`, typed as their union. It is a string `enum`,
+ * not a union of constants: the serializer writes an `enum` as a plain string, where it
+ * would try each branch of a union in turn for every value it writes.
+ */
 function literals<const Value extends string>(values: readonly Value[]) {
-  return Type.Union(values.map((value) => Type.Literal(value)));
+  return Type.Unsafe<Value>({ type: 'string', enum: [...values] });
 }

@@ -4,9 +4,8 @@ import { OrderError, kindMessage } from '../order/errors.js';
 
 export interface AdmissionOptions {
   /**
-   * Estimates how long an order admitted now would take, in milliseconds, before its
-   * deadline can no longer be met: the wait for a courier slot and the courier's own hold,
-   * and the waits for the store around the steps.
+   * Estimates how long an order admitted now would wait, in milliseconds: for a courier
+   * slot, and for the store around the steps.
    */
   expectedMs: () => number;
   /** Orders admitted and not yet done; a positive integer or Infinity. A memory guard. */
@@ -28,14 +27,19 @@ export interface Refused {
   readonly answer: OrderAnswer;
 }
 
-/** Share of an order's remaining time that the expected time may take: the rest is headroom. */
-const deadlineShare = 0.9;
+/**
+ * Share of an order's remaining time that its expected wait may take. The rest is for its
+ * own work and for the estimate's error: under load timers fire late and collections pause
+ * the process, so a queue filled up to the deadline would miss it.
+ */
+const deadlineShare = 0.25;
 
 /**
  * Admission decides, before any step of an order starts, whether the service takes it: it
  * refuses only what cannot finish in time. An order is refused with `overloaded` when the
- * expected time to serve it (see {@link AdmissionOptions.expectedMs}) exceeds 90% of the time
- * left before its deadline, or when `maxInflightOrders` orders are in flight (a bound on
+ * expected wait before it can be served (see {@link AdmissionOptions.expectedMs}) exceeds a
+ * quarter of the time left before its deadline (the rest is for its own work and the
+ * estimate's error), or when `maxInflightOrders` orders are in flight (a bound on
  * memory, whatever the estimate says); and with `shutting_down` once {@link close} has been
  * called. A refusal costs a few arithmetic operations and disturbs nothing in flight.
  *

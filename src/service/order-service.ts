@@ -156,12 +156,13 @@ export class OrderService {
       now: options.clock,
       random: options.random,
     });
-    // An order waits for a courier, holds one, and waits for the store twice (its start
-    // and its outcome are recorded).
+    // An order waits for a courier and waits for the store twice (its start and its outcome
+    // are recorded). Its own work is not estimated: past holds include orders cut off at
+    // their deadline, and counting them would refuse every order after a burst of timeouts
+    // with no order left to show that holds are short again.
     this.admission = new Admission({
       maxInflightOrders: options.maxInflightOrders ?? d.maxInflightOrders,
-      expectedMs: () =>
-        courierPool.expectedWaitMs() + courierPool.meanHoldMs + 2 * store.backlogMs(),
+      expectedMs: () => courierPool.expectedWaitMs() + 2 * store.backlogMs(),
     });
     this.#log = options.logger;
   }

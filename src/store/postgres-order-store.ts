@@ -60,11 +60,15 @@ export async function migrate(
   pool: pg.Pool,
   all: readonly Migration[] = migrations,
 ): Promise<void> {
-  await pool.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
-    version    integer PRIMARY KEY,
-    name       text NOT NULL,
-    applied_at timestamptz NOT NULL DEFAULT now()
-  )`);
+  // CREATE TABLE IF NOT EXISTS is not safe against itself run concurrently: under the lock.
+  await transaction(pool, async (client) => {
+    await client.query('SELECT pg_advisory_xact_lock($1)', [migrationLockKey]);
+    await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
+      version    integer PRIMARY KEY,
+      name       text NOT NULL,
+      applied_at timestamptz NOT NULL DEFAULT now()
+    )`);
+  });
   for (const migration of all) {
     await transaction(pool, async (client) => {
       await client.query('SELECT pg_advisory_xact_lock($1)', [migrationLockKey]);

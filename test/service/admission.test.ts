@@ -33,9 +33,9 @@ describe('Admission', () => {
 
   it.each([
     { expectedMs: 0, remainingMs: 1, admitted: true },
-    { expectedMs: 899, remainingMs: 1000, admitted: true },
-    { expectedMs: 900, remainingMs: 1000, admitted: true },
-    { expectedMs: 901, remainingMs: 1000, admitted: false },
+    { expectedMs: 249, remainingMs: 1000, admitted: true },
+    { expectedMs: 250, remainingMs: 1000, admitted: true },
+    { expectedMs: 251, remainingMs: 1000, admitted: false },
     { expectedMs: 10, remainingMs: 0, admitted: false },
     { expectedMs: 10, remainingMs: -5, admitted: false },
   ])(
@@ -171,7 +171,7 @@ describe('POST /order under admission control', () => {
     let payments = 0;
     testApp = buildTestApp({
       courierPoolSize: 1,
-      requestTimeoutMs: 500,
+      requestTimeoutMs: 200,
       // Payment is instant and counted; the courier holds its slot for its delay.
       steps: (courierPool) => [
         {
@@ -195,18 +195,18 @@ describe('POST /order under admission control', () => {
       ],
     });
     const { app, service } = testApp;
-    const courier = (id: string) => ({
+    const courier = (id: string, courierMs = 1000) => ({
       ...order(id),
-      payload: { order_id: id, amount: 1, delay_ms: { courier: 300 } },
+      payload: { order_id: id, amount: 1, delay_ms: { courier: courierMs } },
     });
-    // A courier is known to hold its slot 300 ms.
-    expect((await app.inject(courier('warm'))).statusCode).toBe(200);
-    expect(service.courierPool.meanHoldMs).toBeGreaterThanOrEqual(300);
+    // A courier is known to hold its slot until its order's 200 ms deadline.
+    expect((await app.inject(courier('warm'))).statusCode).toBe(504);
+    expect(service.courierPool.meanHoldMs).toBeGreaterThanOrEqual(190);
     const holding = app.inject(courier('holds-slot'));
     await waitFor('the slot is held', () => service.courierPool.inUse === 1);
     const paymentsBefore = payments;
 
-    // Waiting 300 ms for the slot, then holding it 300 ms: past 90% of the 500 ms deadline.
+    // Waiting about 200 ms for the slot: past a quarter of its 200 ms deadline.
     const refused = await app.inject(courier('refused'));
     expect(refused.statusCode).toBe(503);
     expect(refused.headers['retry-after']).toBe('1');
@@ -214,9 +214,9 @@ describe('POST /order under admission control', () => {
     expect(payments, 'no payment attempted for the refused order').toBe(paymentsBefore);
     expect(service.courierPool.waiting, 'nothing queued').toBe(0);
 
-    expect((await holding).statusCode).toBe(200);
+    expect((await holding).statusCode).toBe(504);
     // With the slot free again, the order fits its deadline.
-    expect((await app.inject(courier('fits'))).statusCode).toBe(200);
+    expect((await app.inject(courier('fits', 10))).statusCode).toBe(200);
     expect([service.courierPool.inUse, service.tracker.active]).toEqual([0, 0]);
   });
 
