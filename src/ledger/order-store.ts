@@ -320,3 +320,23 @@ export function settledFlag(
 export function isAttention(compensations: readonly Compensation[]): boolean {
   return compensations.some((c) => isOpen(c) || c.needsOperator);
 }
+
+/**
+ * mayRestart is the rule of {@link OrderStore.restart}: the run holding a key may give it to
+ * a new run when it is finished with a retryable outcome, the new request has its
+ * fingerprint, and none of its compensations is still open.
+ */
+export function mayRestart(
+  holder: OrderRun,
+  fingerprint: string | undefined,
+  retryable: readonly ErrorKind[],
+): boolean {
+  const kind = holder.outcome?.error?.kind;
+  return (
+    holder.state === 'finished' &&
+    holder.fingerprint === fingerprint &&
+    kind !== undefined &&
+    retryable.includes(kind) &&
+    !holder.compensations.some(isOpen)
+  );
+}

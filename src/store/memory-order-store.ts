@@ -2,7 +2,7 @@ import type { ErrorKind } from '../order/errors.js';
 import {
   claimDue,
   isAttention,
-  isOpen,
+  mayRestart,
   nextCompensationAt,
   settledFlag,
   type BeginResult,
@@ -98,14 +98,7 @@ export class MemoryOrderStore implements OrderStore {
     retryable: readonly ErrorKind[],
   ): Promise<boolean> {
     const holder = this.#runs.get(this.#byKey.get(run.idempotencyKey) ?? '');
-    const kind = holder?.outcome?.error?.kind;
-    if (
-      holder?.state !== 'finished' ||
-      holder.fingerprint !== run.fingerprint ||
-      kind === undefined ||
-      !retryable.includes(kind) ||
-      holder.compensations.some(isOpen)
-    ) {
+    if (holder === undefined || !mayRestart(holder, run.fingerprint, retryable)) {
       return Promise.resolve(false);
     }
     this.#replace({ ...holder, idempotencyKey: undefined });

@@ -2,6 +2,7 @@ import pg from 'pg';
 import type { ErrorKind } from '../order/errors.js';
 import {
   claimDue,
+  mayRestart,
   settledFlag,
   type BeginResult,
   type Compensation,
@@ -35,7 +36,14 @@ export interface PostgresStoreOptions {
 export async function openPostgresOrderStore(
   options: PostgresStoreOptions,
 ): Promise<PostgresOrderStore> {
-  const pool = new pg.Pool({ connectionString: options.connectionString, max: options.poolSize });
+  const pool = new pg.Pool({
+    connectionString: options.connectionString,
+    max: options.poolSize,
+    // A database that stops answering fails the calls that wait for it, rather than holding
+    // their orders (and their admission) forever.
+    connectionTimeoutMillis: 5_000,
+    query_timeout: 30_000,
+  });
   // An idle client that loses its connection emits 'error' on the pool; without a listener
   // that would crash the process. The next query gets a fresh connection.
   pool.on('error', () => undefined);
@@ -125,19 +133,20 @@ export class PostgresOrderStore implements OrderStore {
     retryable: readonly ErrorKind[],
   ): Promise<boolean> {
     return transaction(this.#pool, async (client) => {
-      // The row lock taken by UPDATE serializes concurrent restarts: the second one re-reads
-      // the row, finds its key gone, and matches nothing.
-      const moved = await client.query<{ attempt: number }>(
-        `UPDATE order_runs SET idempotency_key = NULL
-          WHERE idempotency_key = $1 AND state = 'finished' AND fingerprint IS NOT DISTINCT FROM $2
-            AND error_kind = ANY($3::text[])
-            AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(compensations) c
-                             WHERE c->>'status' IN ('pending', 'compensation_failed'))
-          RETURNING attempt`,
-        [run.idempotencyKey, run.fingerprint ?? null, [...retryable]],
-      );
-      const previous = moved.rows[0];
-      if (previous === undefined) return false;
+      // The row lock serializes concurrent restarts: the second one waits, re-reads the row,
+      // finds its key gone, and matches nothing.
+      const held = rowsOf(
+        await client.query<never>(
+          `SELECT ${runColumns} FROM order_runs WHERE idempotency_key = $1 FOR UPDATE`,
+          [run.idempotencyKey],
+        ),
+      )[0];
+      if (held === undefined) return false;
+      const previous = decodeRun(held);
+      if (!mayRestart(previous, run.fingerprint, retryable)) return false;
+      await client.query(`UPDATE order_runs SET idempotency_key = NULL WHERE run_id = $1`, [
+        previous.runId,
+      ]);
       await client.query(
         `INSERT INTO order_runs (run_id, order_id, idempotency_key, fingerprint, order_json,
            state, attempt, owner, lease_until, created_at, updated_at)

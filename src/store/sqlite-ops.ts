@@ -1,14 +1,20 @@
 import type Database from 'better-sqlite3';
 import {
   claimDue,
-  isOpen,
+  mayRestart,
   settledFlag,
   type Compensation,
   type FinishInput,
   type NewRun,
 } from '../ledger/order-store.js';
 import type { ErrorKind } from '../order/errors.js';
-import { compensationColumns, decodeCompensations, runColumns, type RunRow } from './run-codec.js';
+import {
+  compensationColumns,
+  decodeCompensations,
+  decodeRun,
+  runColumns,
+  type RunRow,
+} from './run-codec.js';
 
 /**
  * SqliteOp is one call of the SQLite store, as sent to the thread that owns the database.
@@ -172,10 +178,7 @@ export class SqliteExecutor {
         const holder = s.byKey.get(op.run.idempotencyKey);
         if (
           holder === undefined ||
-          holder.state !== 'finished' ||
-          holder.fingerprint !== (op.run.fingerprint ?? null) ||
-          !op.retryable.some((kind) => kind === holder.error_kind) ||
-          decodeCompensations(holder.compensations).some(isOpen)
+          !mayRestart(decodeRun(holder), op.run.fingerprint, op.retryable)
         ) {
           return false;
         }
