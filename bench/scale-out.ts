@@ -203,6 +203,59 @@ async function threeInstances(): Promise<Row[]> {
   });
 }
 
+/**
+ * killReclaim: instance A holds every courier (orders whose courier takes a minute), then is
+ * killed with SIGKILL; how long until instance B serves an order that needs a courier.
+ */
+async function killReclaim(): Promise<Row[]> {
+  const leaseMs = 2000;
+  return withDatabase(async (databaseUrl) => {
+    const prefix = `bench-kill-${process.pid}`;
+    const env = {
+      DATABASE_URL: databaseUrl,
+      REDIS_URL: redisUrl,
+      REDIS_KEY_PREFIX: prefix,
+      COURIER_POOL_SIZE: '5',
+      COURIER_LEASE_MS: String(leaseMs),
+      REQUEST_TIMEOUT_MS: '60000',
+    };
+    const [holder, other] = await Promise.all([startServer(env), startServer(env)]);
+    const reader = new Redis(redisUrl);
+    try {
+      const held = Array.from({ length: 5 }, (_, i) =>
+        postOrder(holder, `held-${i}`, 60_000).catch(() => 0),
+      );
+      while ((await reader.zcard(`${prefix}:holders`)) < 5) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      process.kill((holder).pid, 'SIGKILL');
+      const killedAt = performance.now();
+      const status = await postOrder(other, 'after-kill', 1);
+      const tookMs = performance.now() - killedAt;
+      await Promise.all(held);
+      return [
+        row({
+          section: 'scale-out',
+          scenario: `kill -9 of an instance holding every courier (lease ${leaseMs} ms)`,
+          value: tookMs,
+          unit: 'ms',
+          figure: `another instance served in ${Math.round(tookMs)} ms (status ${status})`,
+          baseline: `lease ${leaseMs} ms`,
+          target: 'within the lease + 1 s',
+          met: status === 200 && tookMs <= leaseMs + 1000,
+        }),
+      ];
+    } finally {
+      reader.disconnect();
+      await Promise.all([holder, other].map((server) => server.stop()));
+      const client = new Redis(redisUrl);
+      const keys = await client.keys(`${prefix}*`);
+      if (keys.length > 0) await client.del(...keys);
+      client.disconnect();
+    }
+  });
+}
+
 async function ordersPerSecond(server: BenchServer, seconds: number): Promise<number> {
   const run = async (duration: number) =>
     autocannon({
@@ -263,6 +316,7 @@ export async function scaleOutBenchmarks(options: { quick: boolean }): Promise<R
   rows.push(...(await uncontended(options.quick ? 500 : 5000)));
   rows.push(...(await wakeUp(options.quick ? 100 : 1000)));
   rows.push(...(await threeInstances()));
+  rows.push(...(await killReclaim()));
   rows.push(...(await workers(options.quick ? 2 : 10)));
   return rows;
 }
