@@ -5,9 +5,6 @@ interface Pending<Op, Result> {
   readonly reject: (error: unknown) => void;
 }
 
-/** Weight of the newest commit in the moving average of commit durations. */
-const commitWeight = 1 / 8;
-
 /**
  * GroupCommit batches the operations of a store: every operation queued during one turn of
  * the event loop, and all those queued while a commit is in flight, are committed together
@@ -26,7 +23,6 @@ export class GroupCommit<Op, Result> {
   #queue: Pending<Op, Result>[] = [];
   #scheduled = false;
   #inFlightSince: number | undefined;
-  #meanCommitMs = 0;
   #idle: (() => void)[] = [];
 
   constructor(
@@ -43,13 +39,12 @@ export class GroupCommit<Op, Result> {
   }
 
   /**
-   * backlogMs estimates how long an operation queued now waits until committed: 0 when
-   * nothing is in flight; else how long the commit in flight has run, plus one mean commit
-   * for the batch this operation would join.
+   * backlogMs says how far behind the store is: how long the commit in flight has run, 0
+   * when none is. It grows while the store is stalled and falls back the moment a commit
+   * completes (an average of past commits would remember a stall long after it ended).
    */
   backlogMs(): number {
-    if (this.#inFlightSince === undefined) return 0;
-    return this.#now() - this.#inFlightSince + this.#meanCommitMs;
+    return this.#inFlightSince === undefined ? 0 : this.#now() - this.#inFlightSince;
   }
 
   /** run queues `op` for the next commit and resolves with its result once committed. */
@@ -79,37 +74,33 @@ export class GroupCommit<Op, Result> {
       return;
     }
     this.#queue = [];
-    const startedAt = this.#now();
-    this.#inFlightSince = startedAt;
+    this.#inFlightSince = this.#now();
     let results: Promise<Result[]> | Result[];
     try {
       results = this.#commit(batch.map((pending) => pending.op));
     } catch (error) {
-      this.#settle(batch, startedAt, undefined, error);
+      this.#settle(batch, undefined, error);
       return;
     }
     if (Array.isArray(results)) {
-      this.#settle(batch, startedAt, results, undefined);
+      this.#settle(batch, results, undefined);
       return;
     }
     results.then(
       (values) => {
-        this.#settle(batch, startedAt, values, undefined);
+        this.#settle(batch, values, undefined);
       },
       (error: unknown) => {
-        this.#settle(batch, startedAt, undefined, error);
+        this.#settle(batch, undefined, error);
       },
     );
   };
 
   #settle(
     batch: readonly Pending<Op, Result>[],
-    startedAt: number,
     results: readonly Result[] | undefined,
     error: unknown,
   ): void {
-    const tookMs = this.#now() - startedAt;
-    this.#meanCommitMs += (tookMs - this.#meanCommitMs) * commitWeight;
     this.#inFlightSince = undefined;
     if (results === undefined || results.length !== batch.length) {
       const reason =
