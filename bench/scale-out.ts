@@ -228,7 +228,7 @@ async function killReclaim(): Promise<Row[]> {
       while ((await reader.zcard(`${prefix}:holders`)) < 5) {
         await new Promise((resolve) => setTimeout(resolve, 10));
       }
-      process.kill((holder).pid, 'SIGKILL');
+      process.kill(holder.pid, 'SIGKILL');
       const killedAt = performance.now();
       const status = await postOrder(other, 'after-kill', 1);
       const tookMs = performance.now() - killedAt;
