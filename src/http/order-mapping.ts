@@ -1,5 +1,10 @@
 import type { OrderAnswer } from '../ledger/order-answer.js';
-import type { OrderRun, RecordedOutcome, RecordedStep } from '../ledger/order-store.js';
+import {
+  needsOperator,
+  type OrderRun,
+  type RecordedOutcome,
+  type RecordedStep,
+} from '../ledger/order-store.js';
 import type { Order } from '../order/order.js';
 import type { OrderBody, OrderResponse, RecordedOrder } from './schemas.js';
 
@@ -74,7 +79,7 @@ export function toRecordedOrder(run: OrderRun, stepNames: readonly string[]): Re
     status: outcome?.status ?? 'running',
     attempt: run.attempt,
     ...(outcome?.error === undefined ? {} : { error: { ...outcome.error } }),
-    needs_operator: run.compensations.some((c) => c.needsOperator),
+    needs_operator: needsOperator(run.compensations),
     steps: steps.map((step) => {
       const compensation = compensations.get(step.name);
       return {

@@ -4,7 +4,7 @@ import type { Order } from '../order/order.js';
 import type { OrderOutcome, Pipeline } from '../order/pipeline.js';
 import type { Compensator } from './compensator.js';
 import type { LedgerLogger } from './ledger-options.js';
-import { answerOf, refusalOf, type OrderAnswer } from './order-answer.js';
+import { answerOf, type OrderAnswer } from './order-answer.js';
 import type { Compensation, NewRun, OrderStore, RecordedOutcome } from './order-store.js';
 
 /** What an execution needs of the ledger around it. */
@@ -17,6 +17,8 @@ export interface ExecutionContext {
   readonly log: LedgerLogger;
   /** Keeps work that outlives the answer (compensations) until the ledger closes. */
   readonly track: (work: Promise<unknown>) => void;
+  /** The answer to a request whose run is still in progress elsewhere. */
+  readonly inProgress: () => OrderAnswer;
 }
 
 /**
@@ -62,9 +64,7 @@ export async function execute(
     // Our lease expired and another instance recovered the run meanwhile: its record wins.
     context.log.warn({ order_id: run.orderId }, 'order was taken over before it finished');
     const current = await store.getRun(run.runId);
-    return current?.outcome === undefined
-      ? refusalOf('order_in_progress', 1)
-      : answerOf(current.outcome, true);
+    return current?.outcome === undefined ? context.inProgress() : answerOf(current.outcome, true);
   }
   if (compensations.some((compensation) => compensation.status === 'pending')) {
     context.track(

@@ -113,9 +113,9 @@ export class OrderLedger {
       now: this.#now,
       log: this.#log,
       track: (work) => {
-        this.#background.add(work);
-        void work.finally(() => this.#background.delete(work));
+        keepUntilSettled(this.#background, work);
       },
+      inProgress: () => this.#inProgress(),
     };
     this.#recovery = new Recovery({
       store: options.store,
@@ -244,11 +244,7 @@ export class OrderLedger {
   /** begin records `run` and runs it, or answers from the run that holds its key. */
   #begin(run: NewRun, cancel: Cancellation): Promise<OrderAnswer> {
     const answer = this.#beginOnce(run, cancel);
-    this.#submissions.add(answer);
-    const forget = (): void => {
-      this.#submissions.delete(answer);
-    };
-    answer.then(forget, forget);
+    keepUntilSettled(this.#submissions, answer);
     return answer;
   }
 
@@ -308,4 +304,13 @@ export class OrderLedger {
     await this.idle();
     if (this.#ownsStore) await this.#store.close();
   }
+}
+
+/** keepUntilSettled holds `work` in `set` until it settles, whichever way. */
+function keepUntilSettled(set: Set<Promise<unknown>>, work: Promise<unknown>): void {
+  set.add(work);
+  const forget = (): void => {
+    set.delete(work);
+  };
+  work.then(forget, forget);
 }

@@ -20,11 +20,6 @@ export const errorKinds = [
 
 export type ErrorKind = (typeof errorKinds)[number];
 
-/** isErrorKind tells whether `value` (read back from a store, say) is a known {@link ErrorKind}. */
-export function isErrorKind(value: string): value is ErrorKind {
-  return (errorKinds as readonly string[]).includes(value);
-}
-
 /**
  * OrderError is a domain error: a kind, and a message that is safe to show a client.
  */

@@ -92,7 +92,6 @@ export class OrderService {
   /** The answer of an order whose outcome is not recorded by its deadline. */
   readonly #lateAnswer: OrderAnswer;
   readonly #log: LedgerLogger | undefined;
-  readonly #store: OrderStore;
 
   /**
    * The constructor builds the pool, the tracker, the steps, the pipeline, the ledger and
@@ -139,7 +138,6 @@ export class OrderService {
       false,
     );
     const store = options.store ?? new MemoryOrderStore();
-    this.#store = store;
     this.ledger = new OrderLedger({
       store,
       ownsStore: options.ownsStore ?? options.store === undefined,
@@ -204,7 +202,7 @@ export class OrderService {
           cancel.abort(this.#timeoutError);
           // Steps stop at once on the abort; the slack is for recording the outcome. A store
           // already behind by more than that will not record it in time: answer now.
-          if (this.#store.backlogMs() > answerSlackMs) {
+          if (this.ledger.store.backlogMs() > answerSlackMs) {
             resolve(this.#lateAnswer);
             return;
           }
@@ -229,7 +227,7 @@ export class OrderService {
         (error: unknown) => {
           done();
           this.#log?.error({ err: error, order_id: request.order.id }, 'order store failed');
-          resolve(refusalOf('unavailable', 1));
+          resolve(refusalOf('unavailable', this.admission.retryAfterSeconds));
         },
       );
     });

@@ -33,11 +33,6 @@ export class GroupCommit<Op, Result> {
     this.#now = now;
   }
 
-  /** queued is the number of operations waiting for the next commit. */
-  get queued(): number {
-    return this.#queue.length;
-  }
-
   /**
    * backlogMs says how far behind the store is: how long the commit in flight has run, 0
    * when none is. It grows while the store is stalled and falls back the moment a commit

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { FastifyPluginCallback, FastifyReply } from 'fastify';
 import type { Pool } from '../../core/semaphore.js';
-import type { OrderRun } from '../../ledger/order-store.js';
+import { needsOperator, type OrderRun } from '../../ledger/order-store.js';
 import type { RecentOrders, TimelineOrder } from '../../observability/recent-orders.js';
 import type { OrderService } from '../../service/order-service.js';
 
@@ -116,7 +116,7 @@ function attentionRun(run: OrderRun): AttentionRun {
     order_id: run.orderId,
     kind: run.outcome?.error?.kind ?? 'none',
     finished_at: run.finishedAt,
-    needs_operator: run.compensations.some((c) => c.needsOperator),
+    needs_operator: needsOperator(run.compensations),
     steps: run.compensations
       .filter((c) => c.status !== 'not_needed')
       .map((c) => ({
