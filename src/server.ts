@@ -7,8 +7,8 @@ import type { OrderStore } from './ledger/order-store.js';
 import { OrderError } from './order/errors.js';
 import { RedisPool } from './pool/redis-pool.js';
 import { buildApp, type App } from './http/app.js';
-import { createObservability } from './observability/observability.js';
-import { OrderService } from './service/order-service.js';
+import { createObservability, type Observability } from './observability/observability.js';
+import { OrderService, type OrderServiceOptions } from './service/order-service.js';
 import { openOrderStore } from './store/open-order-store.js';
 
 /**
@@ -65,9 +65,8 @@ export async function startOrderServer(config: Config, logger = pino()): Promise
     await courierPool.close();
     throw error;
   }
-  const service = new OrderService({
-    courierPool: observability.observePool(courierPool.pool),
-    observer: observability.observer,
+  const service = observedService(observability, {
+    courierPool: courierPool.pool,
     requestTimeoutMs: config.requestTimeoutMs,
     maxInflightOrders: config.maxInflightOrders,
     abandonGraceMs: config.abandonGraceMs,
@@ -79,13 +78,6 @@ export async function startOrderServer(config: Config, logger = pino()): Promise
     compensationRetryBaseMs: config.compensationRetryBaseMs,
     compensationRetryMaxMs: config.compensationRetryMaxMs,
     logger,
-    ledgerHooks: observability.ledgerHooks,
-  });
-  observability.watch({
-    courierPool: service.courierPool,
-    tracker: service.tracker,
-    admission: service.admission,
-    stepNames: service.pipeline.stepNames,
   });
   try {
     await service.start();
@@ -133,6 +125,30 @@ export async function startOrderServer(config: Config, logger = pino()): Promise
     await app.close();
   };
   return { app, service, shutDown };
+}
+
+/**
+ * observedService builds an order service watched by `observability`: the service waits
+ * for couriers through the observed pool, its pipeline reports to the observer, its ledger to
+ * the hooks, and the metrics read its pool, tracker and admission.
+ */
+export function observedService(
+  observability: Observability,
+  options: OrderServiceOptions & { readonly courierPool: Pool },
+): OrderService {
+  const service = new OrderService({
+    ...options,
+    courierPool: observability.observePool(options.courierPool),
+    observer: observability.observer,
+    ledgerHooks: observability.ledgerHooks,
+  });
+  observability.watch({
+    courierPool: service.courierPool,
+    tracker: service.tracker,
+    admission: service.admission,
+    stepNames: service.pipeline.stepNames,
+  });
+  return service;
 }
 
 /** An open courier pool: the pool, whether it can serve, and how to close it. */

@@ -5,7 +5,8 @@ import {
   type Observability,
   type ObservabilityOptions,
 } from '../../src/observability/observability.js';
-import { OrderService, type OrderServiceOptions } from '../../src/service/order-service.js';
+import { observedService } from '../../src/server.js';
+import type { OrderService, OrderServiceOptions } from '../../src/service/order-service.js';
 
 export interface ObservedService {
   service: OrderService;
@@ -17,9 +18,8 @@ export interface ObservedTestApp extends ObservedService {
 }
 
 /**
- * observeService wires observability around a fresh service as the composition root
- * (src/server.ts) does: the observed courier pool, the observer and the ledger hooks go to
- * the service, then the service to the metrics.
+ * observeService wires observability around a fresh service with the composition root's
+ * own function (src/server.ts).
  */
 export function observeService(
   options: OrderServiceOptions & ObservabilityOptions = {},
@@ -33,19 +33,8 @@ export function observeService(
     ...(onError === undefined ? {} : { onError }),
     tracing,
   });
-  const pool = rest.courierPool ?? new Semaphore(rest.courierPoolSize ?? 5);
-  const service = new OrderService({
-    ...rest,
-    courierPool: observability.observePool(pool),
-    observer: observability.observer,
-    ledgerHooks: observability.ledgerHooks,
-  });
-  observability.watch({
-    courierPool: service.courierPool,
-    tracker: service.tracker,
-    admission: service.admission,
-    stepNames: service.pipeline.stepNames,
-  });
+  const courierPool = rest.courierPool ?? new Semaphore(rest.courierPoolSize ?? 5);
+  const service = observedService(observability, { ...rest, courierPool });
   return { service, observability };
 }
 
