@@ -12,7 +12,7 @@ import { startServer } from './server-process.js';
  * validates nothing and answers a fixed small JSON body), with the same body and connections.
  */
 
-interface Load {
+export interface Load {
   ordersPerSecond: number;
   p50: number;
   p99: number;
@@ -120,7 +120,7 @@ async function load(url: string, connections: number, seconds: number): Promise<
  * measured runs an untimed warm-up of the same load (same route and connections) and then
  * the measured one: a fresh server compiles its code during its first thousands of requests.
  */
-async function measured(
+export async function measured(
   url: string,
   connections: number,
   seconds: number,

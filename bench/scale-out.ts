@@ -1,9 +1,9 @@
 import http from 'node:http';
-import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { Semaphore as RedisSemaphore } from 'redis-semaphore';
 import { RedisPool } from '../src/pool/redis-pool.js';
+import { measured } from './http-load.js';
 import { percentile, row, type Row } from './report.js';
 import { startServer, type BenchServer } from './server-process.js';
 
@@ -16,6 +16,17 @@ import { startServer, type BenchServer } from './server-process.js';
 const redisUrl = process.env['BENCH_REDIS_URL'] ?? 'redis://127.0.0.1:6379';
 const adminUrl = process.env['BENCH_DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 const fmt = (ms: number): string => `${ms.toFixed(3)} ms`;
+
+/** deleteKeys removes every key a benchmark made under `prefix`. */
+async function deleteKeys(prefix: string): Promise<void> {
+  const client = new Redis(redisUrl);
+  try {
+    const keys = await client.keys(`${prefix}*`);
+    if (keys.length > 0) await client.del(...keys);
+  } finally {
+    client.disconnect();
+  }
+}
 
 async function timed(work: () => Promise<unknown>): Promise<number> {
   const startedAt = performance.now();
@@ -51,9 +62,8 @@ async function uncontended(count: number): Promise<Row[]> {
     }
   } finally {
     await pool.close();
-    const keys = await client.keys(`${prefix}*`);
-    if (keys.length > 0) await client.del(...keys);
     client.disconnect();
+    await deleteKeys(prefix);
   }
   ours.sort((a, b) => a - b);
   theirs.sort((a, b) => a - b);
@@ -96,10 +106,7 @@ async function wakeUp(count: number): Promise<Row[]> {
   } finally {
     await holder.close();
     await waiter.close();
-    const client = new Redis(redisUrl);
-    const keys = await client.keys(`${prefix}*`);
-    if (keys.length > 0) await client.del(...keys);
-    client.disconnect();
+    await deleteKeys(prefix);
   }
   delays.sort((a, b) => a - b);
   return [
@@ -195,10 +202,7 @@ async function threeInstances(): Promise<Row[]> {
       ];
     } finally {
       await Promise.all(servers.map((server) => server.stop()));
-      const client = new Redis(redisUrl);
-      const keys = await client.keys(`${prefix}*`);
-      if (keys.length > 0) await client.del(...keys);
-      client.disconnect();
+      await deleteKeys(prefix);
     }
   });
 }
@@ -248,32 +252,9 @@ async function killReclaim(): Promise<Row[]> {
     } finally {
       reader.disconnect();
       await Promise.all([holder, other].map((server) => server.stop()));
-      const client = new Redis(redisUrl);
-      const keys = await client.keys(`${prefix}*`);
-      if (keys.length > 0) await client.del(...keys);
-      client.disconnect();
+      await deleteKeys(prefix);
     }
   });
-}
-
-async function ordersPerSecond(server: BenchServer, seconds: number): Promise<number> {
-  const run = async (duration: number) =>
-    autocannon({
-      url: `${server.url}/order`,
-      method: 'POST',
-      connections: 64,
-      duration,
-      headers: { 'content-type': 'application/json' },
-      idReplacement: true,
-      body: JSON.stringify({
-        order_id: `w-${process.pid}-${Math.random()}-[<id>]`,
-        amount: 1,
-        delay_ms: { payment: 1, vendor: 1, courier: 1 },
-      }),
-    });
-  await run(2);
-  const result = await run(seconds);
-  return result.requests.average;
 }
 
 async function workers(seconds: number): Promise<Row[]> {
@@ -289,7 +270,7 @@ async function workers(seconds: number): Promise<Row[]> {
       // Not pinned: the workers are to use both cores.
       const server = await startServer({ ...env, WORKERS: String(count) }, { pin: false });
       try {
-        return await ordersPerSecond(server, seconds);
+        return (await measured(`${server.url}/order`, 64, seconds, 2)).ordersPerSecond;
       } finally {
         await server.stop();
       }

@@ -56,17 +56,21 @@ export async function listen(app: App): Promise<number> {
 
 export interface PostOptions {
   agent?: Agent;
+  /** Headers besides the content type and length. */
+  headers?: Record<string, string>;
   /** Called with the request once it is sent, e.g. to destroy it mid-order. */
   onRequest?: (request: ClientRequest) => void;
 }
 
-/** postOrder sends `body` as JSON to `POST /order` on 127.0.0.1:`port` over node:http. */
-export function postOrder(
+/**
+ * postRaw sends `payload` as the JSON body of `POST /order` on 127.0.0.1:`port` over
+ * node:http, byte for byte, and resolves with the status and the answer's text.
+ */
+export function postRaw(
   port: number,
-  body: unknown,
+  payload: string | Buffer,
   options: PostOptions = {},
-): Promise<HttpResult> {
-  const payload = JSON.stringify(body);
+): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
     const outgoing = request(
       {
@@ -77,6 +81,7 @@ export function postOrder(
         headers: {
           'content-type': 'application/json',
           'content-length': Buffer.byteLength(payload),
+          ...options.headers,
         },
         ...(options.agent ? { agent: options.agent } : {}),
       },
@@ -85,14 +90,7 @@ export function postOrder(
         response.on('data', (chunk: Buffer) => chunks.push(chunk));
         response.on('error', reject);
         response.on('end', () => {
-          try {
-            resolve({
-              status: response.statusCode ?? 0,
-              body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown,
-            });
-          } catch (error) {
-            reject(error instanceof Error ? error : new Error(String(error)));
-          }
+          resolve({ status: response.statusCode ?? 0, text: Buffer.concat(chunks).toString() });
         });
       },
     );
@@ -100,4 +98,14 @@ export function postOrder(
     outgoing.end(payload);
     options.onRequest?.(outgoing);
   });
+}
+
+/** postOrder sends `body` as JSON to `POST /order` and resolves with its parsed answer. */
+export async function postOrder(
+  port: number,
+  body: unknown,
+  options: PostOptions = {},
+): Promise<HttpResult> {
+  const { status, text } = await postRaw(port, JSON.stringify(body), options);
+  return { status, body: JSON.parse(text) as unknown };
 }

@@ -1,5 +1,6 @@
 import { request } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
+import { postRaw } from '../http/support.js';
 import { eventually, getOrder, postJson } from './load.js';
 import { killServers, spawnServer } from './server-process.js';
 
@@ -7,30 +8,6 @@ import { killServers, spawnServer } from './server-process.js';
 // reaches the store, or becomes a 500. Checked against the server as users run it.
 
 afterEach(killServers);
-
-/** postRaw sends `bytes` as the body of `POST /order` and resolves with status and body. */
-function postRaw(port: number, bytes: Buffer): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const outgoing = request(
-      {
-        host: '127.0.0.1',
-        port,
-        method: 'POST',
-        path: '/order',
-        headers: { 'content-type': 'application/json', 'content-length': bytes.length },
-      },
-      (response) => {
-        const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('end', () => {
-          resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString() });
-        });
-      },
-    );
-    outgoing.on('error', reject);
-    outgoing.end(bytes);
-  });
-}
 
 describe('malformed text is refused before anything runs', () => {
   it('invalid UTF-8 bytes are 400, and two different invalid ids are never the same order', async () => {
@@ -45,7 +22,7 @@ describe('malformed text is refused before anything runs', () => {
     for (const invalid of [0xff, 0xfe, 0xc3]) {
       const answer = await postRaw(port, body(invalid));
       expect(answer.status).toBe(400);
-      expect(JSON.parse(answer.body)).toStrictEqual({
+      expect(JSON.parse(answer.text)).toStrictEqual({
         status: 'error',
         error: { kind: 'bad_request', message: 'body is not valid UTF-8' },
       });
@@ -87,30 +64,11 @@ describe('malformed text is refused before anything runs', () => {
   it('an Idempotency-Key of non-ASCII bytes is 400 bad_request', async () => {
     const server = spawnServer();
     const port = await server.listening();
-    const answer = await new Promise<number>((resolve, reject) => {
-      const payload = '{"order_id":"k","amount":1}';
-      const outgoing = request(
-        {
-          host: '127.0.0.1',
-          port,
-          method: 'POST',
-          path: '/order',
-          headers: {
-            'content-type': 'application/json',
-            'content-length': payload.length,
-            // Latin-1 bytes on the wire, as a client may send them.
-            'idempotency-key': Buffer.from('cl\u00e9', 'latin1').toString('latin1'),
-          },
-        },
-        (response) => {
-          response.resume();
-          resolve(response.statusCode ?? 0);
-        },
-      );
-      outgoing.on('error', reject);
-      outgoing.end(payload);
+    const answer = await postRaw(port, '{"order_id":"k","amount":1}', {
+      // Latin-1 bytes on the wire, as a client may send them.
+      headers: { 'idempotency-key': Buffer.from('cl\u00e9', 'latin1').toString('latin1') },
     });
-    expect(answer).toBe(400);
+    expect(answer.status).toBe(400);
   });
 });
 
