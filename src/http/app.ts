@@ -13,7 +13,9 @@ import Fastify, {
   type RawServerDefault,
 } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { OrderAnswer } from '../ledger/order-answer.js';
 import type { Observability } from '../observability/observability.js';
+import { orderSummary } from '../observability/order-log.js';
 import type { OrderService } from '../service/order-service.js';
 import { adminRoutes } from './admin-routes.js';
 import { dashboardRoutes } from './dashboard/dashboard-routes.js';
@@ -30,8 +32,8 @@ declare module 'fastify' {
     receivedAt: number | undefined;
   }
   interface FastifyReply {
-    /** What the request's log line tells of the order it answered, if any. */
-    summary: Record<string, unknown> | undefined;
+    /** The answer to the order of this request, if any: its log line tells of it. */
+    orderAnswer: OrderAnswer | undefined;
   }
 }
 
@@ -131,7 +133,7 @@ export function buildApp(options: AppOptions): App {
   app.removeContentTypeParser('text/plain');
   strictJsonBodies(app);
   app.decorateRequest('receivedAt', undefined);
-  app.decorateReply('summary', undefined);
+  app.decorateReply('orderAnswer', undefined);
   app.addHook('onResponse', (request, reply, done) => {
     // Built only when written: at warn and above this costs one set lookup.
     if (quietLevels.has(request.log.level)) {
@@ -144,7 +146,7 @@ export function buildApp(options: AppOptions): App {
         url: request.url,
         status: reply.statusCode,
         response_time_ms: Math.round(reply.elapsedTime * 1000) / 1000,
-        ...reply.summary,
+        ...(reply.orderAnswer === undefined ? {} : orderSummary(reply.orderAnswer)),
       },
       'request completed',
     );

@@ -2,7 +2,7 @@ import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebo
 import type { FastifyBaseLogger } from 'fastify';
 import { CancelSource } from '../core/cancellation.js';
 import type { OrderAnswer } from '../ledger/order-answer.js';
-import { orderSummary, withOrderId } from '../observability/order-log.js';
+import { withOrderId } from '../observability/order-log.js';
 import { OrderError } from '../order/errors.js';
 import type { OrderService } from '../service/order-service.js';
 import { errorBody, statusOf } from './error-catalogue.js';
@@ -69,7 +69,7 @@ export const orderRoutes: FastifyPluginCallbackTypebox<OrderRoutesOptions> = (
         parent: clientGone,
         receivedAt: request.receivedAt,
       });
-      reply.summary = orderSummary(answer);
+      reply.orderAnswer = answer;
       logNotable(log, answer);
       if (answer.replayed) void reply.header('idempotent-replayed', 'true');
       if (answer.retryAfterSeconds !== undefined) {

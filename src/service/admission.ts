@@ -7,7 +7,7 @@ export interface AdmissionOptions {
    * Estimates how long an order admitted now would wait, in milliseconds: for a courier
    * slot, and for the store around the steps.
    */
-  expectedMs: () => number;
+  expectedWaitMs: () => number;
   /** Orders admitted and not yet done; a positive integer or Infinity. A memory guard. */
   maxInflightOrders: number;
   /** Sent as `Retry-After` with a refusal; a positive integer, 1 by default. */
@@ -37,7 +37,7 @@ const deadlineShare = 0.25;
 /**
  * Admission decides, before any step of an order starts, whether the service takes it: it
  * refuses only what cannot finish in time. An order is refused with `overloaded` when the
- * expected wait before it can be served (see {@link AdmissionOptions.expectedMs}) exceeds a
+ * expected wait before it can be served (see {@link AdmissionOptions.expectedWaitMs}) exceeds a
  * quarter of the time left before its deadline (the rest is for its own work and the
  * estimate's error), or when `maxInflightOrders` orders are in flight (a bound on
  * memory, whatever the estimate says); and with `shutting_down` once {@link close} has been
@@ -50,7 +50,7 @@ const deadlineShare = 0.25;
 export class Admission {
   readonly maxInflightOrders: number;
   readonly retryAfterSeconds: number;
-  readonly #expectedMs: () => number;
+  readonly #expectedWaitMs: () => number;
   readonly #shutdown = new CancelSource();
   #inflight = 0;
   #closed = false;
@@ -78,7 +78,7 @@ export class Admission {
     }
     this.maxInflightOrders = maxInflightOrders;
     this.retryAfterSeconds = retryAfterSeconds;
-    this.#expectedMs = options.expectedMs;
+    this.#expectedWaitMs = options.expectedWaitMs;
     // Refusals are built once: shedding load must not cost an allocation per request.
     this.#overloaded = { admitted: false, answer: refusalOf('overloaded', retryAfterSeconds) };
     this.#shuttingDown = {
@@ -119,7 +119,7 @@ export class Admission {
     }
     if (
       this.#inflight >= this.maxInflightOrders ||
-      this.#expectedMs() > remainingMs * deadlineShare
+      this.#expectedWaitMs() > remainingMs * deadlineShare
     ) {
       this.#refusedOverloaded++;
       return this.#overloaded;

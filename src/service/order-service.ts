@@ -160,7 +160,7 @@ export class OrderService {
     // with no order left to show that holds are short again.
     this.admission = new Admission({
       maxInflightOrders: options.maxInflightOrders ?? d.maxInflightOrders,
-      expectedMs: () => courierPool.expectedWaitMs() + 2 * store.backlogMs(),
+      expectedWaitMs: () => courierPool.expectedWaitMs() + 2 * store.backlogMs(),
     });
     this.#log = options.logger;
   }

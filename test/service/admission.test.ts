@@ -16,11 +16,11 @@ function refusalKind(result: Admitted | Refused): string | undefined {
 
 describe('Admission', () => {
   it.each([0, 1.5, -1, Number.NaN])('rejects a maxInflightOrders of %s', (maxInflightOrders) => {
-    expect(() => new Admission({ expectedMs: () => 0, maxInflightOrders })).toThrow(RangeError);
+    expect(() => new Admission({ expectedWaitMs: () => 0, maxInflightOrders })).toThrow(RangeError);
   });
 
   it('refuses with overloaded once the orders in flight reach the limit, and admits again after a release', () => {
-    const admission = new Admission({ expectedMs: () => 0, maxInflightOrders: 2 });
+    const admission = new Admission({ expectedWaitMs: () => 0, maxInflightOrders: 2 });
     const first = admission.admit(1000);
     const second = admission.admit(1000);
     const third = admission.admit(1000);
@@ -32,16 +32,19 @@ describe('Admission', () => {
   });
 
   it.each([
-    { expectedMs: 0, remainingMs: 1, admitted: true },
-    { expectedMs: 249, remainingMs: 1000, admitted: true },
-    { expectedMs: 250, remainingMs: 1000, admitted: true },
-    { expectedMs: 251, remainingMs: 1000, admitted: false },
-    { expectedMs: 10, remainingMs: 0, admitted: false },
-    { expectedMs: 10, remainingMs: -5, admitted: false },
+    { expectedWaitMs: 0, remainingMs: 1, admitted: true },
+    { expectedWaitMs: 249, remainingMs: 1000, admitted: true },
+    { expectedWaitMs: 250, remainingMs: 1000, admitted: true },
+    { expectedWaitMs: 251, remainingMs: 1000, admitted: false },
+    { expectedWaitMs: 10, remainingMs: 0, admitted: false },
+    { expectedWaitMs: 10, remainingMs: -5, admitted: false },
   ])(
-    'expected $expectedMs ms with $remainingMs ms left: admitted $admitted',
-    ({ expectedMs, remainingMs, admitted }) => {
-      const admission = new Admission({ expectedMs: () => expectedMs, maxInflightOrders: 10 });
+    'expected $expectedWaitMs ms with $remainingMs ms left: admitted $admitted',
+    ({ expectedWaitMs, remainingMs, admitted }) => {
+      const admission = new Admission({
+        expectedWaitMs: () => expectedWaitMs,
+        maxInflightOrders: 10,
+      });
       const result = admission.admit(remainingMs);
       expect(result.admitted, `got ${refusalKind(result) ?? 'admitted'}`).toBe(admitted);
       if (!admitted) expect(refusalKind(result)).toBe('overloaded');
@@ -50,7 +53,7 @@ describe('Admission', () => {
   );
 
   it('releasing a place twice throws and does not free a second place', () => {
-    const admission = new Admission({ expectedMs: () => 0, maxInflightOrders: 1 });
+    const admission = new Admission({ expectedWaitMs: () => 0, maxInflightOrders: 1 });
     const place = admission.admit(1000);
     if (!place.admitted) throw new Error('want admitted');
     place.release();
@@ -61,7 +64,7 @@ describe('Admission', () => {
   });
 
   it('close refuses with shutting_down, drained resolves when the last order is released, abortInflight aborts the cancellation', async () => {
-    const admission = new Admission({ expectedMs: () => 0, maxInflightOrders: 10 });
+    const admission = new Admission({ expectedWaitMs: () => 0, maxInflightOrders: 10 });
     const place = admission.admit(1000);
     admission.close();
     const refused = admission.admit(1000);
