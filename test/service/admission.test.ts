@@ -202,9 +202,11 @@ describe('POST /order under admission control', () => {
       ...order(id),
       payload: { order_id: id, amount: 1, delay_ms: { courier: courierMs } },
     });
-    // A courier is known to hold its slot until its order's 200 ms deadline.
+    // A courier is known to hold its slot until its order's 200 ms deadline (less the
+    // moments before it asked for the slot): longer than a quarter of that deadline, the
+    // wait admission accepts.
     expect((await app.inject(courier('warm'))).statusCode).toBe(504);
-    expect(service.courierPool.meanHoldMs).toBeGreaterThanOrEqual(190);
+    expect(service.courierPool.meanHoldMs).toBeGreaterThan(200 / 4);
     const holding = app.inject(courier('holds-slot'));
     await waitFor('the slot is held', () => service.courierPool.inUse === 1);
     const paymentsBefore = payments;
