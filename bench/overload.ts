@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { defaultConfig } from '../src/config.js';
@@ -20,9 +21,10 @@ const capacity = poolSize * (1000 / courierDelayMs);
 const offeredRate = 10 * capacity;
 /**
  * Enough connections that a due request always finds one free: admitted orders may wait up
- * to a quarter of their 2 s deadline for a courier, so at 5,000 requests/s some 2,500 are open.
+ * to half their 2 s deadline for a courier, so at 500 admitted orders/s some 500 are open
+ * waiting; refusals answer at once.
  */
-const connections = 256;
+const connections = 1024;
 const orderBody = { amount: 100, delay_ms: { payment: 1, vendor: 1, courier: courierDelayMs } };
 
 interface Answer {
@@ -236,6 +238,13 @@ export async function overloadBenchmark(options: { quick: boolean }): Promise<Ro
   try {
     await offer(server, offeredRate, options.quick ? 1 : 3); // warm-up, not measured
     run = await offer(server, offeredRate, seconds);
+    const dump = process.env['BENCH_OVERLOAD_DUMP'];
+    if (dump !== undefined) {
+      writeFileSync(
+        dump,
+        run.answers.map((a) => `${(a.sentAt - run.startedAt).toFixed(3)}\t${a.status}\t${a.ms.toFixed(3)}`).join('\n'),
+      );
+    }
   } finally {
     await server.stop();
   }

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -64,8 +64,11 @@ export async function startServer(
   const dataDir = mkdtempSync(join(tmpdir(), 'order-pipeline-bench-data-'));
   // BENCH_SERVER_NODE_FLAGS passes flags to the server's node, e.g. `--cpu-prof` or `--trace-gc`.
   const nodeFlags = (process.env['BENCH_SERVER_NODE_FLAGS'] ?? '').split(' ').filter(Boolean);
+  // BENCH_SERVER_STDOUT names a file for the server's standard output (its log, `--trace-gc`).
+  const stdoutFile = process.env['BENCH_SERVER_STDOUT'];
+  const stdout = stdoutFile === undefined ? 'ignore' : openSync(stdoutFile, 'a');
   // The same V8 flag as `npm start`: a larger young generation, fewer scavenges per order.
-  const plain = ['node', '--max-semi-space-size=16', ...nodeFlags, serverEntry];
+  const plain = ['node', '--max-semi-space-size=64', ...nodeFlags, serverEntry];
   const command = options.pin === false ? plain : pinnedCommand(plain);
   const child = spawn(command[0] ?? 'node', command.slice(1), {
     env: definedOnly({
@@ -80,8 +83,9 @@ export async function startServer(
       BENCH_FLOOR_ROUTE: '1',
       ...env,
     }),
-    stdio: ['ignore', 'ignore', 'inherit'],
+    stdio: ['ignore', stdout, 'inherit'],
   });
+  if (typeof stdout === 'number') closeSync(stdout);
   const exited = new Promise<void>((resolve) =>
     child.once('exit', () => {
       resolve();

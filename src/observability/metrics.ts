@@ -28,6 +28,8 @@ export interface OrderMetricsOptions {
 export interface AdmissionView {
   readonly inflight: number;
   readonly refused: Readonly<Record<string, number>>;
+  /** True while admission keeps the courier queue short because orders are being refused. */
+  readonly overloaded: boolean;
 }
 
 const stepStatuses: readonly StepStatus[] = ['ok', 'error', 'canceled'];
@@ -151,6 +153,14 @@ export class OrderMetrics {
         registers,
         collect() {
           this.set(admission.inflight);
+        },
+      });
+      new Gauge({
+        name: `${metricsPrefix}admission_overloaded`,
+        help: 'Whether an order was refused as overloaded in the last second (1) or not (0): the wait admitted is then capped.',
+        registers,
+        collect() {
+          this.set(admission.overloaded ? 1 : 0);
         },
       });
     }

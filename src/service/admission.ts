@@ -12,6 +12,15 @@ export interface AdmissionOptions {
   maxInflightOrders: number;
   /** Sent as `Retry-After` with a refusal; a positive integer, 1 by default. */
   retryAfterSeconds?: number;
+  /**
+   * The longest expected wait admitted while the service is overloaded (an order was refused
+   * in the last {@link overloadWindowMs}), in milliseconds; 100 by default.
+   */
+  overloadedWaitMs?: number;
+  /** How long after a refusal the service counts as overloaded, in milliseconds; 1000 by default. */
+  overloadWindowMs?: number;
+  /** The clock, in milliseconds; `performance.now` by default. */
+  now?: () => number;
 }
 
 /** Admitted is a place taken by one order; {@link release} gives it back. */
@@ -32,16 +41,24 @@ export interface Refused {
  * own work and for the estimate's error: under load timers fire late and collections pause
  * the process, so a queue filled up to the deadline would miss it.
  */
-const deadlineShare = 0.25;
+const deadlineShare = 0.5;
 
 /**
  * Admission decides, before any step of an order starts, whether the service takes it: it
- * refuses only what cannot finish in time. An order is refused with `overloaded` when the
- * expected wait before it can be served (see {@link AdmissionOptions.expectedWaitMs}) exceeds a
- * quarter of the time left before its deadline (the rest is for its own work and the
- * estimate's error), or when `maxInflightOrders` orders are in flight (a bound on
- * memory, whatever the estimate says); and with `shutting_down` once {@link close} has been
- * called. A refusal costs a few arithmetic operations and disturbs nothing in flight.
+ * refuses what cannot finish in time. An order is refused with `overloaded` when the
+ * expected wait before it can be served (see {@link AdmissionOptions.expectedWaitMs}) exceeds
+ * half the time left before its deadline (the rest is for its own work and the estimate's
+ * error), or when `maxInflightOrders` orders are in flight (a bound on memory, whatever the
+ * estimate says); and with `shutting_down` once {@link close} has been called. A refusal
+ * costs a few arithmetic operations and disturbs nothing in flight.
+ *
+ * Overload: once an order has been refused, and until none has been for
+ * `overloadWindowMs` (1 s), the wait admitted is at most `overloadedWaitMs` (100 ms), as CoDel
+ * keeps a queue short once it stands. More orders are arriving than the couriers can serve,
+ * so a longer queue would not serve more of them: it would only make each admitted order wait
+ * longer (and keep its memory longer, which the collector pays for on every request, refusals
+ * included). A burst or a steady load the couriers keep up with, however long its queue,
+ * refuses nothing, so it never meets the shorter limit.
  *
  * Draining: {@link close} refuses every new order, {@link drained} resolves once the last
  * admitted order is done, and {@link abortInflight} aborts {@link cancellation}, which every
@@ -50,7 +67,12 @@ const deadlineShare = 0.25;
 export class Admission {
   readonly maxInflightOrders: number;
   readonly retryAfterSeconds: number;
+  readonly overloadedWaitMs: number;
+  readonly overloadWindowMs: number;
   readonly #expectedWaitMs: () => number;
+  readonly #now: () => number;
+  /** When an order was last refused as `overloaded` (by {@link #now}). */
+  #refusedAt = -Infinity;
   readonly #shutdown = new CancelSource();
   #inflight = 0;
   #closed = false;
@@ -62,7 +84,12 @@ export class Admission {
 
   /** Limits outside their ranges throw a RangeError. */
   constructor(options: AdmissionOptions) {
-    const { maxInflightOrders, retryAfterSeconds = 1 } = options;
+    const {
+      maxInflightOrders,
+      retryAfterSeconds = 1,
+      overloadedWaitMs = 50,
+      overloadWindowMs = 1000,
+    } = options;
     if (
       maxInflightOrders !== Infinity &&
       (!Number.isSafeInteger(maxInflightOrders) || maxInflightOrders < 1)
@@ -76,9 +103,20 @@ export class Admission {
         `retryAfterSeconds must be a positive integer, got ${retryAfterSeconds}`,
       );
     }
+    for (const [name, value] of [
+      ['overloadedWaitMs', overloadedWaitMs],
+      ['overloadWindowMs', overloadWindowMs],
+    ] as const) {
+      if (!Number.isFinite(value) || value < 0) {
+        throw new RangeError(`${name} must be a finite number ≥ 0, got ${value}`);
+      }
+    }
     this.maxInflightOrders = maxInflightOrders;
     this.retryAfterSeconds = retryAfterSeconds;
+    this.overloadedWaitMs = overloadedWaitMs;
+    this.overloadWindowMs = overloadWindowMs;
     this.#expectedWaitMs = options.expectedWaitMs;
+    this.#now = options.now ?? (() => performance.now());
     // Refusals are built once: shedding load must not cost an allocation per request.
     this.#overloaded = { admitted: false, answer: refusalOf('overloaded', retryAfterSeconds) };
     this.#shuttingDown = {
@@ -97,6 +135,14 @@ export class Admission {
     return { overloaded: this.#refusedOverloaded, shutting_down: this.#refusedShuttingDown };
   }
 
+  /**
+   * overloaded is true while an order refused as `overloaded` is less than
+   * {@link overloadWindowMs} old: the wait admitted is then at most {@link overloadedWaitMs}.
+   */
+  get overloaded(): boolean {
+    return this.#now() - this.#refusedAt < this.overloadWindowMs;
+  }
+
   /** closed is true once {@link close} has been called: the service is draining. */
   get closed(): boolean {
     return this.#closed;
@@ -109,18 +155,22 @@ export class Admission {
 
   /**
    * admit takes a place for an order with `remainingMs` left before its deadline, or refuses
-   * it: `shutting_down` once closed, else `overloaded` when it could not finish in time or
-   * the in-flight bound is reached. A refusal changes nothing but {@link refused}.
+   * it: `shutting_down` once closed, else `overloaded` when it could not finish in time, the
+   * service is overloaded and its wait would exceed {@link overloadedWaitMs}, or the in-flight
+   * bound is reached. A refusal changes nothing but {@link refused} and {@link overloaded}.
    */
   admit(remainingMs: number): Admitted | Refused {
     if (this.#closed) {
       this.#refusedShuttingDown++;
       return this.#shuttingDown;
     }
-    if (
-      this.#inflight >= this.maxInflightOrders ||
-      this.#expectedWaitMs() > remainingMs * deadlineShare
-    ) {
+    const now = this.#now();
+    let limitMs = remainingMs * deadlineShare;
+    if (now - this.#refusedAt < this.overloadWindowMs && limitMs > this.overloadedWaitMs) {
+      limitMs = this.overloadedWaitMs;
+    }
+    if (this.#inflight >= this.maxInflightOrders || this.#expectedWaitMs() > limitMs) {
+      this.#refusedAt = now;
       this.#refusedOverloaded++;
       return this.#overloaded;
     }

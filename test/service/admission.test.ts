@@ -33,9 +33,9 @@ describe('Admission', () => {
 
   it.each([
     { expectedWaitMs: 0, remainingMs: 1, admitted: true },
-    { expectedWaitMs: 249, remainingMs: 1000, admitted: true },
-    { expectedWaitMs: 250, remainingMs: 1000, admitted: true },
-    { expectedWaitMs: 251, remainingMs: 1000, admitted: false },
+    { expectedWaitMs: 499, remainingMs: 1000, admitted: true },
+    { expectedWaitMs: 500, remainingMs: 1000, admitted: true },
+    { expectedWaitMs: 501, remainingMs: 1000, admitted: false },
     { expectedWaitMs: 10, remainingMs: 0, admitted: false },
     { expectedWaitMs: 10, remainingMs: -5, admitted: false },
   ])(
@@ -51,6 +51,97 @@ describe('Admission', () => {
       expect(admission.refused.overloaded).toBe(admitted ? 0 : 1);
     },
   );
+
+  it.each([
+    { overloadedWaitMs: -1 },
+    { overloadedWaitMs: Number.NaN },
+    { overloadWindowMs: Infinity },
+  ])('rejects %o', (limits) => {
+    expect(
+      () => new Admission({ expectedWaitMs: () => 0, maxInflightOrders: 1, ...limits }),
+    ).toThrow(RangeError);
+  });
+
+  describe('once overloaded', () => {
+    /** admission with a clock the test moves and an expected wait the test sets. */
+    function overloadable(): {
+      admission: Admission;
+      admits: (waitMs: number) => boolean;
+      advance: (ms: number) => void;
+    } {
+      let now = 1000;
+      let waitMs = 0;
+      const admission = new Admission({
+        expectedWaitMs: () => waitMs,
+        maxInflightOrders: 1000,
+        overloadedWaitMs: 100,
+        overloadWindowMs: 1000,
+        now: () => now,
+      });
+      return {
+        admission,
+        admits: (wait) => {
+          waitMs = wait;
+          return admission.admit(2000).admitted;
+        },
+        advance: (ms) => {
+          now += ms;
+        },
+      };
+    }
+
+    it('caps the wait admitted until a window passes with no refusal', () => {
+      const { admission, admits, advance } = overloadable();
+      expect(admits(900), 'under half of 2000 ms').toBe(true);
+      expect(admission.overloaded).toBe(false);
+      expect(admits(1001), 'over half of 2000 ms').toBe(false);
+      expect(admission.overloaded).toBe(true);
+      expect(admits(101), 'over the cap').toBe(false);
+      expect(admits(100), 'at the cap').toBe(true);
+      // The refusal of 101 ms restarted the window.
+      advance(999);
+      expect(admits(900)).toBe(false);
+      advance(999);
+      expect(admission.overloaded).toBe(true);
+      advance(1);
+      expect(admission.overloaded).toBe(false);
+      expect(admits(900), 'a window with no refusal: the full limit again').toBe(true);
+      expect(admission.refused.overloaded).toBe(3);
+    });
+
+    it('a standing queue that refuses nothing keeps the full limit', () => {
+      const { admission, admits, advance } = overloadable();
+      for (let i = 0; i < 50; i++) {
+        expect(admits(900)).toBe(true);
+        advance(100);
+      }
+      expect(admission.overloaded).toBe(false);
+    });
+
+    it('a refusal at the in-flight bound counts as overload too', () => {
+      const admission = new Admission({
+        expectedWaitMs: () => 300,
+        maxInflightOrders: 1,
+        now: () => 0,
+      });
+      expect(admission.admit(2000).admitted).toBe(true);
+      expect(admission.admit(2000).admitted).toBe(false);
+      expect(admission.overloaded).toBe(true);
+    });
+
+    it('the cap never raises the deadline limit', () => {
+      const admission = new Admission({
+        expectedWaitMs: () => 60,
+        maxInflightOrders: 10,
+        now: () => 0,
+      });
+      expect(admission.admit(100).admitted, '60 ms over half of 100 ms').toBe(false);
+      expect(admission.overloaded).toBe(true);
+      // Overloaded, 100 ms is the cap; half of the 100 ms left (50 ms) is still the limit.
+      expect(admission.admit(100).admitted).toBe(false);
+      expect(admission.admit(2000).admitted, 'under the cap').toBe(true);
+    });
+  });
 
   it('releasing a place twice throws and does not free a second place', () => {
     const admission = new Admission({ expectedWaitMs: () => 0, maxInflightOrders: 1 });
@@ -203,15 +294,15 @@ describe('POST /order under admission control', () => {
       payload: { order_id: id, amount: 1, delay_ms: { courier: courierMs } },
     });
     // A courier is known to hold its slot until its order's 200 ms deadline (less the
-    // moments before it asked for the slot): longer than a quarter of that deadline, the
+    // moments before it asked for the slot): longer than half that deadline, the
     // wait admission accepts.
     expect((await app.inject(courier('warm'))).statusCode).toBe(504);
-    expect(service.courierPool.meanHoldMs).toBeGreaterThan(200 / 4);
+    expect(service.courierPool.meanHoldMs).toBeGreaterThan(200 / 2);
     const holding = app.inject(courier('holds-slot'));
     await waitFor('the slot is held', () => service.courierPool.inUse === 1);
     const paymentsBefore = payments;
 
-    // Waiting about 200 ms for the slot: past a quarter of its 200 ms deadline.
+    // Waiting about 200 ms for the slot: past half its 200 ms deadline.
     const refused = await app.inject(courier('refused'));
     expect(refused.statusCode).toBe(503);
     expect(refused.headers['retry-after']).toBe('1');
