@@ -128,12 +128,20 @@ interface Run {
 }
 
 /**
- * offer sends `rate` requests per second for `seconds`, paced every millisecond, on a pool
- * of keep-alive connections; a request due while every connection is busy waits for the
- * first one free (it is then counted when sent, so the offered rate reported is the rate
- * really sent). Waits up to 5 s for the last answers.
+ * offer sends `rate` requests per second for `warmupSeconds` then `seconds`, paced every
+ * millisecond, on a pool of keep-alive connections; a request due while every connection is
+ * busy waits for the first one free (it is then counted when sent, so the offered rate
+ * reported is the rate really sent). Only the requests sent after the warm-up are measured:
+ * the load does not stop in between, so what is measured is the overload sustained, its
+ * onset (the queue filling up to the deadline limit before the first refusal) being part of
+ * the warm-up. Waits up to 5 s for the last answers.
  */
-async function offer(server: BenchServer, rate: number, seconds: number): Promise<Run> {
+async function offer(
+  server: BenchServer,
+  rate: number,
+  warmupSeconds: number,
+  seconds: number,
+): Promise<Run> {
   const answers: Answer[] = [];
   // First in, first out: every connection is used in turn, so none sits idle long enough to
   // race the server's keep-alive timeout (a request sent as the server closes the connection).
@@ -142,15 +150,16 @@ async function offer(server: BenchServer, rate: number, seconds: number): Promis
   let sent = 0;
   const sendTo = (connection: LoadConnection): void => {
     due--;
-    sent++;
+    if (measuring) sent++;
     connection.send(orderRequest());
   };
   const onAnswer = (answer: Answer, connection: LoadConnection): void => {
-    if (measuring) answers.push(answer);
+    if (measuring && answer.sentAt >= measuredFrom) answers.push(answer);
     if (due > 0 && !stopped) sendTo(connection);
     else idle.push(connection);
   };
-  let measuring = true;
+  let measuring = false;
+  let measuredFrom = Infinity;
   let stopped = false;
   const sockets: net.Socket[] = [];
   // Opened in batches, so the server's listen backlog is not flooded.
@@ -161,17 +170,18 @@ async function offer(server: BenchServer, rate: number, seconds: number): Promis
   const pool = sockets.map((socket) => new LoadConnection(socket, onAnswer));
   idle.push(...pool);
 
-  const rss = { start: server.rssBytes(), middle: Number.NaN, end: Number.NaN };
+  const rss = { start: Number.NaN, middle: Number.NaN, end: Number.NaN };
   let maxQueue = 0;
   let maxLoopDelayMs = 0;
   // Each read of the metrics resets the event-loop delay histogram, so its max covers a second.
   const sampler = setInterval(() => {
     void metrics(server).then((sample) => {
+      if (!measuring) return;
       maxQueue = Math.max(maxQueue, sample(`${metricsPrefix}courier_pool_waiters`));
       maxLoopDelayMs = Math.max(maxLoopDelayMs, sample('nodejs_eventloop_lag_max_seconds') * 1000);
     });
   }, 1000);
-  const cpuAtStart = server.cpuSeconds();
+  let cpuAtStart = 0;
   const clientDelay = monitorEventLoopDelay({ resolution: 1 });
   clientDelay.enable();
   const started = performance.now();
@@ -179,8 +189,17 @@ async function offer(server: BenchServer, rate: number, seconds: number): Promis
   await new Promise<void>((resolve) => {
     const pacer = setInterval(() => {
       const elapsed = (performance.now() - started) / 1000;
-      if (Number.isNaN(rss.middle) && elapsed >= seconds / 2) rss.middle = server.rssBytes();
-      if (elapsed >= seconds) {
+      if (!measuring && elapsed >= warmupSeconds) {
+        measuring = true;
+        measuredFrom = performance.now();
+        rss.start = server.rssBytes();
+        cpuAtStart = server.cpuSeconds();
+        clientDelay.reset();
+      }
+      if (Number.isNaN(rss.middle) && elapsed >= warmupSeconds + seconds / 2) {
+        rss.middle = server.rssBytes();
+      }
+      if (elapsed >= warmupSeconds + seconds) {
         clearInterval(pacer);
         clearInterval(sampler);
         clientDelay.disable();
@@ -200,7 +219,7 @@ async function offer(server: BenchServer, rate: number, seconds: number): Promis
       }
     }, 1);
   });
-  const sendingSeconds = (performance.now() - started) / 1000;
+  const sendingSeconds = (performance.now() - measuredFrom) / 1000;
   const serverBusy = (server.cpuSeconds() - cpuAtStart) / sendingSeconds;
   const drainUntil = performance.now() + 5000;
   while (pool.some((c) => c.busy && !c.closed) && performance.now() < drainUntil) {
@@ -211,7 +230,7 @@ async function offer(server: BenchServer, rate: number, seconds: number): Promis
   for (const connection of pool) connection.destroy();
   const clientMaxLoopDelayMs = clientDelay.max / 1e6;
   return {
-    startedAt: started,
+    startedAt: measuredFrom,
     seconds: sendingSeconds,
     sent,
     answers,
@@ -236,13 +255,14 @@ export async function overloadBenchmark(options: { quick: boolean }): Promise<Ro
   const server = await startServer({ COURIER_POOL_SIZE: String(poolSize) });
   let run: Run;
   try {
-    await offer(server, offeredRate, options.quick ? 1 : 3); // warm-up, not measured
-    run = await offer(server, offeredRate, seconds);
+    run = await offer(server, offeredRate, options.quick ? 1 : 5, seconds);
     const dump = process.env['BENCH_OVERLOAD_DUMP'];
     if (dump !== undefined) {
       writeFileSync(
         dump,
-        run.answers.map((a) => `${(a.sentAt - run.startedAt).toFixed(3)}\t${a.status}\t${a.ms.toFixed(3)}`).join('\n'),
+        run.answers
+          .map((a) => `${(a.sentAt - run.startedAt).toFixed(3)}\t${a.status}\t${a.ms.toFixed(3)}`)
+          .join('\n'),
       );
     }
   } finally {
