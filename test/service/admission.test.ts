@@ -133,6 +133,7 @@ describe('Admission', () => {
       const admission = new Admission({
         expectedWaitMs: () => 60,
         maxInflightOrders: 10,
+        overloadedWaitMs: 100,
         now: () => 0,
       });
       expect(admission.admit(100).admitted, '60 ms over half of 100 ms').toBe(false);
