@@ -140,6 +140,13 @@ describe('GET /metrics', () => {
     const text = await scrape(test);
     expect(text).toContain('process_cpu_seconds_total');
     expect(text).toContain('nodejs_eventloop_lag_seconds');
+    // Those that walk every connection on each scrape are left out.
+    expect(text).not.toMatch(/^nodejs_active_(handles|resources)/m);
+    if (process.platform === 'linux') {
+      const fds = sample(text, 'process_open_fds');
+      expect(fds, 'read off the event loop').toBeGreaterThan(2);
+      expect(text.match(/^process_open_fds /gm)).toHaveLength(1);
+    }
   });
 
   it('is absent when metrics are off, and orders still run', async () => {
