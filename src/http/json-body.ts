@@ -43,8 +43,10 @@ function isWellFormed(value: unknown): boolean {
   if (typeof value === 'string') return value.isWellFormed();
   if (typeof value !== 'object' || value === null) return true;
   if (Array.isArray(value)) return value.every(isWellFormed);
-  for (const [key, item] of Object.entries(value)) {
-    if (!key.isWellFormed() || !isWellFormed(item)) return false;
+  // Keys only (no array of pairs per object): this runs on every body, refusals included.
+  const record = value as Record<string, unknown>;
+  for (const key of Object.keys(record)) {
+    if (!key.isWellFormed() || !isWellFormed(record[key])) return false;
   }
   return true;
 }
