@@ -14,7 +14,7 @@ export interface AdmissionOptions {
   retryAfterSeconds?: number;
   /**
    * The longest expected wait admitted while the service is overloaded (an order was refused
-   * in the last {@link overloadWindowMs}), in milliseconds; 100 by default.
+   * in the last {@link overloadWindowMs}), in milliseconds; 50 by default.
    */
   overloadedWaitMs?: number;
   /** How long after a refusal the service counts as overloaded, in milliseconds; 1000 by default. */
@@ -53,7 +53,7 @@ const deadlineShare = 0.5;
  * costs a few arithmetic operations and disturbs nothing in flight.
  *
  * Overload: once an order has been refused, and until none has been for
- * `overloadWindowMs` (1 s), the wait admitted is at most `overloadedWaitMs` (100 ms), as CoDel
+ * `overloadWindowMs` (1 s), the wait admitted is at most `overloadedWaitMs` (50 ms), as CoDel
  * keeps a queue short once it stands. More orders are arriving than the couriers can serve,
  * so a longer queue would not serve more of them: it would only make each admitted order wait
  * longer (and keep its memory longer, which the collector pays for on every request, refusals
