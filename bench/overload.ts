@@ -259,7 +259,7 @@ export async function overloadBenchmark(options: { quick: boolean }): Promise<Ro
   const server = await startServer({ COURIER_POOL_SIZE: String(poolSize) });
   let run: Run;
   try {
-    run = await offer(server, offeredRate, options.quick ? 1 : 5, seconds);
+    run = await offer(server, offeredRate, options.quick ? 3 : 5, seconds);
     const dump = process.env['BENCH_OVERLOAD_DUMP'];
     if (dump !== undefined) {
       writeFileSync(
