@@ -252,8 +252,8 @@ const ms = (value: number): string => `${value.toFixed(value < 10 ? 2 : 1)} ms`;
 
 export async function overloadBenchmark(options: { quick: boolean }): Promise<Row[]> {
   const seconds = options.quick ? 4 : 30;
-  // Admission refuses an order whose expected wait for a courier, plus its own hold, exceeds
-  // 90% of its deadline: an admitted order finishes within its deadline.
+  // Admission refuses an order whose expected wait exceeds half its remaining deadline (50 ms
+  // once it refuses): an admitted order finishes within its deadline.
   const deadline = defaultConfig.requestTimeoutMs;
   const refusalTarget = 5;
   const server = await startServer({ COURIER_POOL_SIZE: String(poolSize) });
