@@ -16,6 +16,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { OrderAnswer } from '../ledger/order-answer.js';
 import type { Observability } from '../observability/observability.js';
 import { orderSummary } from '../observability/order-log.js';
+import { RefusalLog } from '../observability/refusal-log.js';
 import type { OrderService } from '../service/order-service.js';
 import { adminRoutes } from './admin-routes.js';
 import { dashboardRoutes } from './dashboard/dashboard-routes.js';
@@ -134,7 +135,23 @@ export function buildApp(options: AppOptions): App {
   strictJsonBodies(app);
   app.decorateRequest('receivedAt', undefined);
   app.decorateReply('orderAnswer', undefined);
+  // Refusals for overload are counted into one line per second, not a line each.
+  const refusals = new RefusalLog(app.log);
+  app.addHook('onClose', (_instance, done) => {
+    refusals.close();
+    done();
+  });
   app.addHook('onResponse', (request, reply, done) => {
+    const answer = reply.orderAnswer;
+    if (
+      answer !== undefined &&
+      answer.outcome === undefined &&
+      answer.error?.kind === 'overloaded'
+    ) {
+      refusals.count();
+      done();
+      return;
+    }
     // Built only when written: at warn and above this costs one set lookup.
     if (quietLevels.has(request.log.level)) {
       done();
@@ -146,7 +163,7 @@ export function buildApp(options: AppOptions): App {
         url: request.url,
         status: reply.statusCode,
         response_time_ms: Math.round(reply.elapsedTime * 1000) / 1000,
-        ...(reply.orderAnswer === undefined ? {} : orderSummary(reply.orderAnswer)),
+        ...(answer === undefined ? {} : orderSummary(answer)),
       },
       'request completed',
     );

@@ -3,6 +3,7 @@ import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/http/app.js';
 import { OrderService } from '../../src/service/order-service.js';
+import { waitFor } from '../http/support.js';
 import { failingOrder } from './observed-app.js';
 
 interface LogLine {
@@ -72,6 +73,34 @@ describe('logs', () => {
     expect(completed).toHaveLength(1);
     expect(completed[0]).toMatchObject({ url: '/healthz', status: 200 });
     expect(completed[0]?.['outcome']).toBeUndefined();
+  });
+
+  it('refusals for overload are counted into one line, not a line each', async () => {
+    const { logger, lines } = capturingLogger();
+    const service = new OrderService({ maxInflightOrders: 1 });
+    const app = buildApp({ service, logger });
+    const order = (id: string, courier: number) => ({
+      method: 'POST' as const,
+      url: '/order',
+      payload: { order_id: id, amount: 1, delay_ms: { payment: 1, vendor: 1, courier } },
+    });
+    try {
+      const held = app.inject(order('held', 200));
+      await waitFor('the first order is admitted', () => service.admission.inflight === 1);
+      const refused = await Promise.all([
+        app.inject(order('refused-1', 1)),
+        app.inject(order('refused-2', 1)),
+      ]);
+      expect(refused.map((r) => r.statusCode)).toEqual([503, 503]);
+      expect((await held).statusCode).toBe(200);
+    } finally {
+      await app.close();
+    }
+    const completed = lines.filter((line) => line.msg === 'request completed');
+    expect(completed.map((line) => line.order_id)).toEqual(['held']);
+    const summaries = lines.filter((line) => line.msg === 'orders refused as overloaded');
+    expect(summaries, 'written when the app closes').toHaveLength(1);
+    expect(summaries[0]).toMatchObject({ level: 40, kind: 'overloaded', refused: 2 });
   });
 
   it('writes no request line when info is off', async () => {
