@@ -140,7 +140,7 @@ export class Admission {
    * {@link overloadWindowMs} old: the wait admitted is then at most {@link overloadedWaitMs}.
    */
   get overloaded(): boolean {
-    return this.#now() - this.#refusedAt < this.overloadWindowMs;
+    return this.#overloadedAt(this.#now());
   }
 
   /** closed is true once {@link close} has been called: the service is draining. */
@@ -166,7 +166,7 @@ export class Admission {
     }
     const now = this.#now();
     let limitMs = remainingMs * deadlineShare;
-    if (now - this.#refusedAt < this.overloadWindowMs && limitMs > this.overloadedWaitMs) {
+    if (this.#overloadedAt(now) && limitMs > this.overloadedWaitMs) {
       limitMs = this.overloadedWaitMs;
     }
     if (this.#inflight >= this.maxInflightOrders || this.#expectedWaitMs() > limitMs) {
@@ -203,6 +203,11 @@ export class Admission {
    */
   abortInflight(): void {
     this.#shutdown.abort(new OrderError('shutting_down', kindMessage('shutting_down')));
+  }
+
+  /** #overloadedAt tells whether an order was refused as `overloaded` within the window before `now`. */
+  #overloadedAt(now: number): boolean {
+    return now - this.#refusedAt < this.overloadWindowMs;
   }
 
   #notifyIdle(): void {
