@@ -1,3 +1,5 @@
+import { Writable } from 'node:stream';
+import pino from 'pino';
 import { buildApp, type App } from '../src/http/app.js';
 import { OrderService, type OrderServiceOptions } from '../src/service/order-service.js';
 
@@ -66,4 +68,27 @@ export async function promiseState(
   );
   await flushMicrotasks();
   return state;
+}
+
+/** LogLine is one JSON line written to a {@link capturingLogger}. */
+export interface LogLine {
+  level: number;
+  msg: string;
+  reqId?: string;
+  order_id?: string;
+  [field: string]: unknown;
+}
+
+/** capturingLogger is a pino logger at `level` whose lines are parsed into `lines` as written. */
+export function capturingLogger(level = 'info'): { logger: pino.Logger; lines: LogLine[] } {
+  const lines: LogLine[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      for (const text of chunk.toString('utf8').split('\n')) {
+        if (text !== '') lines.push(JSON.parse(text) as LogLine);
+      }
+      callback();
+    },
+  });
+  return { logger: pino({ level }, stream), lines };
 }

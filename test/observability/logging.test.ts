@@ -1,31 +1,9 @@
-import { Writable } from 'node:stream';
-import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/http/app.js';
 import { OrderService } from '../../src/service/order-service.js';
+import { capturingLogger } from '../helpers.js';
 import { waitFor } from '../http/support.js';
 import { failingOrder } from './observed-app.js';
-
-interface LogLine {
-  level: number;
-  msg: string;
-  reqId?: string;
-  order_id?: string;
-  [field: string]: unknown;
-}
-
-function capturingLogger(level = 'info') {
-  const lines: LogLine[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      for (const text of chunk.toString('utf8').split('\n')) {
-        if (text !== '') lines.push(JSON.parse(text) as LogLine);
-      }
-      callback();
-    },
-  });
-  return { logger: pino({ level }, stream), lines };
-}
 
 describe('logs', () => {
   it('each request writes one line when it completes, with the order it answered', async () => {

@@ -1,34 +1,28 @@
 import pino from 'pino';
-import { Writable } from 'node:stream';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { RefusalLog } from '../../src/observability/refusal-log.js';
-
-function capture(): { log: pino.Logger; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      for (const text of chunk.toString('utf8').split('\n')) {
-        if (text !== '') lines.push(JSON.parse(text) as Record<string, unknown>);
-      }
-      callback();
-    },
-  });
-  return { log: pino({ level: 'info' }, stream), lines };
-}
+import { capturingLogger } from '../helpers.js';
 
 describe('RefusalLog', () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+  });
   afterEach(() => {
     vi.useRealTimers();
   });
+
+  /** refusalLog is a log of 1 s windows and the lines it wrote. */
+  function refusalLog(): { refusals: RefusalLog; lines: Record<string, unknown>[] } {
+    const { logger, lines } = capturingLogger();
+    return { refusals: new RefusalLog(logger, 1000), lines };
+  }
 
   it.each([0, -1, Number.NaN, Infinity])('rejects a window of %s', (windowMs) => {
     expect(() => new RefusalLog(pino({ level: 'silent' }), windowMs)).toThrow(RangeError);
   });
 
   it('writes one line per window with the count, none for an empty window', () => {
-    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
-    const { log, lines } = capture();
-    const refusals = new RefusalLog(log, 1000);
+    const { refusals, lines } = refusalLog();
     refusals.count();
     refusals.count();
     vi.advanceTimersByTime(999);
@@ -52,9 +46,7 @@ describe('RefusalLog', () => {
   });
 
   it('close writes what is pending at once and leaves no timer', () => {
-    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
-    const { log, lines } = capture();
-    const refusals = new RefusalLog(log, 1000);
+    const { refusals, lines } = refusalLog();
     refusals.count();
     refusals.close();
     expect(lines.map((line) => line['refused'])).toEqual([1]);
