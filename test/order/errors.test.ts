@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { OrderError, errorKinds, kindOf, publicMessage } from '../../src/order/errors.js';
+import {
+  OrderError,
+  errorKinds,
+  kindMessage,
+  kindOf,
+  publicMessage,
+  type ErrorKind,
+} from '../../src/order/errors.js';
 
 describe('kindOf', () => {
   it.each([
@@ -23,29 +30,46 @@ describe('kindOf', () => {
   });
 });
 
+describe('kindMessage', () => {
+  it.each<[ErrorKind, string]>([
+    // The two the README's examples show a client.
+    ['payment_declined', 'payment was declined'],
+    ['vendor_unavailable', 'vendor is unavailable'],
+    ['internal', 'internal error'],
+    ['timeout', 'the order did not complete before its deadline'],
+    ['canceled', 'the order was canceled'],
+  ])('of %s reads "%s"', (kind, want) => {
+    expect(kindMessage(kind)).toBe(want);
+  });
+
+  it.each(errorKinds.map((kind) => [kind]))(
+    'of %s is one short line of plain words: no code, path, value or identifier',
+    (kind) => {
+      const message = kindMessage(kind);
+      expect(message, 'characters').toMatch(/^[A-Za-z][A-Za-z -]*(, [A-Za-z -]+)?$/);
+      expect(message.length, 'length').toBeLessThanOrEqual(80);
+    },
+  );
+
+  it('is different for every kind', () => {
+    const messages = errorKinds.map(kindMessage);
+    expect(new Set(messages).size, `messages: ${messages.join(' | ')}`).toBe(errorKinds.length);
+  });
+});
+
 describe('publicMessage', () => {
   it('is an OrderError’s own message', () => {
     expect(publicMessage(new OrderError('payment_declined', 'card expired'))).toBe('card expired');
   });
 
   it.each([
-    [new Error('SELECT * FROM secrets'), 'internal error'],
-    [
-      new DOMException('internal detail', 'TimeoutError'),
-      'the order did not complete before its deadline',
-    ],
-    [new DOMException('internal detail', 'AbortError'), 'the order was canceled'],
-  ])('never leaks the text of %s', (error, want) => {
-    expect(publicMessage(error)).toBe(want);
-  });
-
-  it('has a message for every kind', () => {
-    for (const kind of errorKinds) {
-      const message = publicMessage(
-        kind === 'internal' ? new Error('hidden') : new OrderError(kind, `${kind} text`),
-      );
-      expect(message.length, kind).toBeGreaterThan(0);
-    }
+    ['a plain Error', new Error('SELECT * FROM secrets'), 'internal'],
+    ['a TypeError', new TypeError('cannot read x of undefined'), 'internal'],
+    ['a string', 'stack at /srv/app.js:1', 'internal'],
+    ['a DOMException TimeoutError', new DOMException('internal detail', 'TimeoutError'), 'timeout'],
+    ['a DOMException AbortError', new DOMException('internal detail', 'AbortError'), 'canceled'],
+  ] as const)('of %s is the message of kind %s, never its own text', (_, error, kind) => {
+    expect(publicMessage(error)).toBe(kindMessage(kind));
   });
 });
 

@@ -14,10 +14,11 @@ function stepsWithPool(size = 5): { steps: Record<StepName, Step<Order>>; pool: 
   return { steps: { payment: payment!, vendor: vendor!, courier: courier! }, pool };
 }
 
-const steps: { name: StepName; kind: ErrorKind }[] = [
-  { name: 'payment', kind: 'payment_declined' },
-  { name: 'vendor', kind: 'vendor_unavailable' },
-  { name: 'courier', kind: 'no_courier' },
+// Each step's failure and the message a client reads for it (the README shows the first two).
+const steps: { name: StepName; kind: ErrorKind; message: string }[] = [
+  { name: 'payment', kind: 'payment_declined', message: 'payment was declined' },
+  { name: 'vendor', kind: 'vendor_unavailable', message: 'vendor is unavailable' },
+  { name: 'courier', kind: 'no_courier', message: 'no courier is available' },
 ];
 
 /** A pipeline of the simulated steps whose one-slot courier pool is held by `holder`. */
@@ -48,7 +49,7 @@ describe('simulated steps', () => {
     expect(defaultStepDelays).toEqual({ payment: 150, vendor: 200, courier: 100 });
   });
 
-  describe.each(steps.map(({ name, kind }) => [name, kind] as const))('%s', (name, kind) => {
+  describe.each(steps)('$name', ({ name, kind, message }) => {
     const delay = defaultStepDelays[name];
 
     it(`succeeds after its default delay and leaves no timer, listener or permit`, async () => {
@@ -64,7 +65,7 @@ describe('simulated steps', () => {
       expect(pool.inUse, 'pool in use').toBe(0);
     });
 
-    it(`fails with kind ${kind} when fail_step names it, after its delay_ms`, async () => {
+    it(`fails with kind ${kind} and its message when fail_step names it, after its delay_ms`, async () => {
       const { steps: byName, pool } = stepsWithPool();
       const order: Order = { id: 'o1', amount: 100, failStep: name, delayMs: { [name]: 30 } };
       const run = byName[name].run(order, new CancelSource());
@@ -72,7 +73,7 @@ describe('simulated steps', () => {
       expect(await promiseState(run), 'state at 29 ms').toBe('pending');
       await vi.advanceTimersByTimeAsync(1);
       await expect(run, 'rejection').rejects.toThrow(OrderError);
-      await expect(run, 'rejection').rejects.toMatchObject({ kind });
+      await expect(run, 'rejection').rejects.toMatchObject({ kind, message });
       expect(pool.inUse, 'pool in use').toBe(0);
     });
 
