@@ -1,6 +1,15 @@
-/** Where traces go: nowhere, an OTLP/HTTP collector, or the console. */
-export const tracesExporters = ['none', 'otlp', 'console'] as const;
-export type TracesExporter = (typeof tracesExporters)[number];
+import {
+  orderStoreKinds,
+  storeSyncLevels,
+  type OrderStoreKind,
+  type StoreSync,
+} from './store/store-kinds.js';
+
+import { tracesExporters, type TracesExporter } from './observability/traces-exporters.js';
+
+export { orderStoreKinds, storeSyncLevels, type OrderStoreKind, type StoreSync };
+export { tracesExporters, type TracesExporter };
+
 
 /**
  * Config is the service's configuration, read from the environment once at start-up.
@@ -26,6 +35,20 @@ export interface Config {
   readonly tracesExporter: TracesExporter;
   /** Orders admitted and not yet answered; beyond it new orders get 503 `overloaded`. */
   readonly maxInflightOrders: number;
+  /**
+   * The longest expected wait admitted while the service is overloaded (an order was refused
+   * in the last {@link overloadWindowMs}).
+   */
+  readonly overloadWaitMs: number;
+  /** How long after a refusal for overload the service counts as overloaded. */
+  readonly overloadWindowMs: number;
+  /** `Retry-After` of a refusal (overloaded, shutting down, store unavailable), in seconds. */
+  readonly retryAfterSeconds: number;
+  /**
+   * How long after its deadline an order whose outcome is not yet recorded is answered
+   * `timeout` anyway: enough for the steps to stop and the store to record the outcome.
+   */
+  readonly answerSlackMs: number;
   /** How long an aborted order waits for steps that ignore the abort before answering. */
   readonly abandonGraceMs: number;
   /** How long a shutdown waits for in-flight orders before aborting them. */
@@ -79,12 +102,6 @@ export interface Config {
   readonly adminToken: string | undefined;
 }
 
-export const orderStoreKinds = ['sqlite', 'postgres', 'memory'] as const;
-export type OrderStoreKind = (typeof orderStoreKinds)[number];
-
-export const storeSyncLevels = ['normal', 'full'] as const;
-export type StoreSync = (typeof storeSyncLevels)[number];
-
 /** The log levels LOG_LEVEL accepts: pino's own, and `silent` for none. */
 export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof logLevels)[number];
@@ -101,6 +118,10 @@ export const defaultConfig: Config = {
   dashboardEnabled: true,
   tracesExporter: 'none',
   maxInflightOrders: 1000,
+  overloadWaitMs: 50,
+  overloadWindowMs: 1000,
+  retryAfterSeconds: 1,
+  answerSlackMs: 25,
   abandonGraceMs: 1000,
   drainTimeoutMs: 10_000,
   headersTimeoutMs: 10_000,
@@ -137,6 +158,7 @@ export class ConfigError extends Error {
  * defaults; a set variable that is not valid throws a {@link ConfigError} naming it.
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const store = orderStoreConfig(env);
   return {
     host: stringVar(env, 'HOST', defaultConfig.host),
     port: intVar(env, 'PORT', defaultConfig.port, 0, 65535),
@@ -146,8 +168,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: oneOfVar(env, 'LOG_LEVEL', logLevels, defaultConfig.logLevel),
     ...observabilityConfig(env),
     ...reliabilityConfig(env),
-    ...orderStoreConfig(env),
-    ...scaleOutConfig(env),
+    ...store,
+    ...scaleOutConfig(env, store),
     adminToken: adminTokenVar(env),
   };
 }
@@ -159,13 +181,14 @@ type ScaleOutConfig = Pick<Config, 'redisUrl' | 'redisKeyPrefix' | 'courierLease
  * needs a pool and a store that the workers share: without REDIS_URL and DATABASE_URL it
  * throws a {@link ConfigError} saying so.
  */
-function scaleOutConfig(env: NodeJS.ProcessEnv): ScaleOutConfig {
+function scaleOutConfig(
+  env: NodeJS.ProcessEnv,
+  store: Pick<Config, 'orderStore' | 'databaseUrl'>,
+): ScaleOutConfig {
   const d = defaultConfig;
   const redisUrl = stringVar(env, 'REDIS_URL', '') || undefined;
   const workers = intVar(env, 'WORKERS', d.workers, 1, 64);
-  const sharedStore = (stringVar(env, 'DATABASE_URL', '') || undefined) !== undefined;
-  const storeKind = stringVar(env, 'ORDER_STORE', sharedStore ? 'postgres' : 'sqlite');
-  if (workers > 1 && (redisUrl === undefined || !sharedStore || storeKind !== 'postgres')) {
+  if (workers > 1 && (redisUrl === undefined || store.orderStore !== 'postgres')) {
     throw new ConfigError(
       `WORKERS=${workers} needs a courier pool and an order store shared by the workers: ` +
         'set REDIS_URL and DATABASE_URL (with the default or postgres ORDER_STORE)',
@@ -219,7 +242,7 @@ function orderStoreConfig(env: NodeJS.ProcessEnv): OrderStoreConfig {
     env,
     'ORDER_STORE',
     orderStoreKinds,
-    databaseUrl === undefined ? 'sqlite' : 'postgres',
+    databaseUrl === undefined ? d.orderStore : 'postgres',
   );
   if (orderStore === 'postgres' && databaseUrl === undefined) {
     throw new ConfigError('ORDER_STORE=postgres needs DATABASE_URL');
@@ -265,6 +288,10 @@ function orderStoreConfig(env: NodeJS.ProcessEnv): OrderStoreConfig {
 type ReliabilityConfig = Pick<
   Config,
   | 'maxInflightOrders'
+  | 'overloadWaitMs'
+  | 'overloadWindowMs'
+  | 'retryAfterSeconds'
+  | 'answerSlackMs'
   | 'abandonGraceMs'
   | 'drainTimeoutMs'
   | 'headersTimeoutMs'
@@ -282,6 +309,10 @@ function reliabilityConfig(env: NodeJS.ProcessEnv): ReliabilityConfig {
   const d = defaultConfig;
   const config: ReliabilityConfig = {
     maxInflightOrders: intVar(env, 'MAX_INFLIGHT_ORDERS', d.maxInflightOrders, 1, 1_000_000),
+    overloadWaitMs: intVar(env, 'OVERLOAD_WAIT_MS', d.overloadWaitMs, 0, 600_000),
+    overloadWindowMs: intVar(env, 'OVERLOAD_WINDOW_MS', d.overloadWindowMs, 0, 600_000),
+    retryAfterSeconds: intVar(env, 'RETRY_AFTER_SECONDS', d.retryAfterSeconds, 1, 3600),
+    answerSlackMs: intVar(env, 'ANSWER_SLACK_MS', d.answerSlackMs, 0, 60_000),
     abandonGraceMs: intVar(env, 'ABANDON_GRACE_MS', d.abandonGraceMs, 0, 600_000),
     drainTimeoutMs: intVar(env, 'DRAIN_TIMEOUT_MS', d.drainTimeoutMs, 0, 600_000),
     headersTimeoutMs: intVar(env, 'HEADERS_TIMEOUT_MS', d.headersTimeoutMs, 1, 600_000),

@@ -27,9 +27,12 @@ export { defaultStepDelays, simulatedSteps } from './order/simulated-steps.js';
 export type { Step } from './order/step.js';
 export {
   OrderService,
-  answerSlackMs,
+  ServiceUnavailable,
   type OrderRequest,
   type OrderServiceOptions,
+  type Readiness,
+  type ServiceLoad,
+  type ServiceSettings,
 } from './service/order-service.js';
 export {
   Admission,
@@ -40,7 +43,8 @@ export {
 export { MeasuredPool } from './service/measured-pool.js';
 export { OrderLedger, retryableKinds, type SubmitOptions } from './ledger/order-ledger.js';
 export type { LedgerHooks, LedgerLogger, OrderLedgerOptions } from './ledger/ledger-options.js';
-export type { OrderAnswer } from './ledger/order-answer.js';
+export type { OrderAnswer } from './service/order-answer.js';
+export type { LedgerRefusal, Recorded, Submission } from './ledger/submission.js';
 export { fingerprint, canonicalJson } from './ledger/fingerprint.js';
 export { compensateStep, needsCompensation, retryDelayMs } from './ledger/saga.js';
 export type * from './ledger/order-store.js';

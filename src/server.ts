@@ -8,7 +8,12 @@ import { OrderError } from './order/errors.js';
 import { RedisPool } from './pool/redis-pool.js';
 import { buildApp, type App } from './http/app.js';
 import { createObservability, type Observability } from './observability/observability.js';
-import { OrderService, type OrderServiceOptions } from './service/order-service.js';
+import { simulatedSteps } from './order/simulated-steps.js';
+import {
+  OrderService,
+  type OrderServiceOptions,
+  type ServiceSettings,
+} from './service/order-service.js';
 import { openOrderStore } from './store/open-order-store.js';
 
 /**
@@ -66,17 +71,12 @@ export async function startOrderServer(config: Config, logger = pino()): Promise
     throw error;
   }
   const service = observedService(observability, {
+    ...serviceSettings(config),
     courierPool: courierPool.pool,
-    requestTimeoutMs: config.requestTimeoutMs,
-    maxInflightOrders: config.maxInflightOrders,
-    abandonGraceMs: config.abandonGraceMs,
+    steps: (pool) => simulatedSteps({ courierPool: pool }),
+    dependenciesReady: () => courierPool.ready(),
     store,
     ownsStore: true,
-    leaseMs: config.orderLeaseMs,
-    compensationTimeoutMs: config.compensationTimeoutMs,
-    compensationMaxAttempts: config.compensationMaxAttempts,
-    compensationRetryBaseMs: config.compensationRetryBaseMs,
-    compensationRetryMaxMs: config.compensationRetryMaxMs,
     logger,
   });
   try {
@@ -97,7 +97,6 @@ export async function startOrderServer(config: Config, logger = pino()): Promise
     observability,
     benchFloorRoute: config.benchFloorRoute,
     adminToken: config.adminToken,
-    ready: () => courierPool.ready(),
     serverLimits: {
       headersTimeoutMs: config.headersTimeoutMs,
       bodyTimeoutMs: config.bodyTimeoutMs,
@@ -111,20 +110,37 @@ export async function startOrderServer(config: Config, logger = pino()): Promise
   });
   await app.listen({ host: config.host, port: config.port });
   const shutDown = async (): Promise<void> => {
-    const { admission } = service;
-    admission.close();
-    if (!(await settlesWithin(admission.drained(), config.drainTimeoutMs))) {
+    const aborted = await service.shutDown(config.drainTimeoutMs);
+    if (aborted > 0) {
       logger.warn(
-        { inflight: admission.inflight, drainTimeoutMs: config.drainTimeoutMs },
-        'drain timed out: aborting orders in flight',
+        { inflight: aborted, drainTimeoutMs: config.drainTimeoutMs },
+        'drain timed out: orders in flight were aborted',
       );
-      admission.abortInflight();
-      // Aborted orders answer within their abandon grace period.
-      await admission.drained();
     }
     await app.close();
   };
   return { app, service, shutDown };
+}
+
+/**
+ * serviceSettings picks the numbers that shape the order service out of the configuration,
+ * where their defaults live.
+ */
+export function serviceSettings(config: Config): ServiceSettings {
+  return {
+    requestTimeoutMs: config.requestTimeoutMs,
+    maxInflightOrders: config.maxInflightOrders,
+    overloadWaitMs: config.overloadWaitMs,
+    overloadWindowMs: config.overloadWindowMs,
+    retryAfterSeconds: config.retryAfterSeconds,
+    answerSlackMs: config.answerSlackMs,
+    abandonGraceMs: config.abandonGraceMs,
+    orderLeaseMs: config.orderLeaseMs,
+    compensationTimeoutMs: config.compensationTimeoutMs,
+    compensationMaxAttempts: config.compensationMaxAttempts,
+    compensationRetryBaseMs: config.compensationRetryBaseMs,
+    compensationRetryMaxMs: config.compensationRetryMaxMs,
+  };
 }
 
 /**
@@ -134,7 +150,7 @@ export async function startOrderServer(config: Config, logger = pino()): Promise
  */
 export function observedService(
   observability: Observability,
-  options: OrderServiceOptions & { readonly courierPool: Pool },
+  options: OrderServiceOptions,
 ): OrderService {
   const service = new OrderService({
     ...options,
@@ -178,19 +194,6 @@ async function openCourierPool(config: Config): Promise<CourierPool> {
     unavailable: () => new OrderError('unavailable', 'the courier pool is unavailable'),
   });
   return { pool, ready: () => pool.ready, close: () => pool.close() };
-}
-
-/** settlesWithin resolves true if `promise` settles within `ms`, else false; no timer lingers. */
-async function settlesWithin(promise: Promise<void>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => {
-    timer = setTimeout(resolve, ms, false);
-  });
-  try {
-    return await Promise.race([promise.then(() => true), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /**

@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { OrderService } from '../service/order-service.js';
-import { errorBody } from './error-catalogue.js';
+import { sendError } from './error-catalogue.js';
 import { OrderResponse } from './schemas.js';
 
 export interface AdminRoutesOptions {
@@ -37,21 +37,20 @@ export const adminRoutes: FastifyPluginCallbackTypebox<AdminRoutesOptions> = (
     },
     async (request, reply) => {
       if (expected === undefined) {
-        return reply
-          .code(401)
-          .send(errorBody('unauthorized', 'operator actions are disabled: set ADMIN_TOKEN'));
+        return sendError(reply, 'unauthorized', 'operator actions are disabled: set ADMIN_TOKEN');
       }
       const given = /^Bearer (\S+)$/.exec(request.headers.authorization ?? '')?.[1];
       // Compared as digests of equal length, in constant time.
       if (given === undefined || !timingSafeEqual(digest(given), expected)) {
-        return reply
-          .code(401)
-          .header('www-authenticate', 'Bearer')
-          .send(errorBody('unauthorized', 'a valid operator token is required'));
+        return sendError(
+          reply.header('www-authenticate', 'Bearer'),
+          'unauthorized',
+          'a valid operator token is required',
+        );
       }
       const { run_id: runId, step } = request.params;
-      if (!(await service.ledger.settleFlag(runId, step))) {
-        return reply.code(404).send(errorBody('not_found', 'no flagged compensation there'));
+      if (!(await service.settleFlag(runId, step))) {
+        return sendError(reply, 'not_found', 'no flagged compensation there');
       }
       return reply.send({ status: 'ok' });
     },

@@ -1,51 +1,36 @@
-import { STATUS_CODES } from 'node:http';
-import type { Socket } from 'node:net';
 import Fastify, {
   LogController,
-  type ConnectionError,
   type FastifyBaseLogger,
-  type FastifyError,
   type FastifyInstance,
-  type FastifyReply,
-  type FastifyRequest,
   type RawReplyDefaultExpression,
   type RawRequestDefaultExpression,
   type RawServerDefault,
 } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import type { OrderAnswer } from '../ledger/order-answer.js';
 import type { Observability } from '../observability/observability.js';
-import { orderSummary } from '../observability/order-log.js';
-import { RefusalLog } from '../observability/refusal-log.js';
 import type { OrderService } from '../service/order-service.js';
 import { adminRoutes } from './admin-routes.js';
 import { dashboardRoutes } from './dashboard/dashboard-routes.js';
-import { errorBody, statusOf, type HttpErrorKind } from './error-catalogue.js';
-import { BadBodyError, strictJsonBodies } from './json-body.js';
+import {
+  answerClientError,
+  answerFrameworkError,
+  answerRequestError,
+  bodyLimitBytes,
+} from './edge-errors.js';
+import { sendError } from './error-catalogue.js';
+import { healthRoutes } from './health-routes.js';
+import { strictJsonBodies } from './json-body.js';
 import { metricsRoute } from './metrics-route.js';
 import { orderRoutes } from './order-routes.js';
 import { recordedOrderRoutes } from './recorded-order-routes.js';
+import { requestLog } from './request-log.js';
 import { maxOrderIdLength } from './schemas.js';
+import { formatValidationError } from './validation-errors.js';
 
-declare module 'fastify' {
-  interface FastifyRequest {
-    /** When the request arrived (`performance.now()`); set on the order route only. */
-    receivedAt: number | undefined;
-  }
-  interface FastifyReply {
-    /** The answer to the order of this request, if any: its log line tells of it. */
-    orderAnswer: OrderAnswer | undefined;
-  }
-}
-
-/** Log levels at which the per-request line (info) is not written. */
-const quietLevels = new Set(['silent', 'fatal', 'error', 'warn']);
-
-/** The largest request body accepted, in bytes. */
-export const bodyLimitBytes = 64 * 1024;
+export { bodyLimitBytes };
 
 export interface AppOptions {
-  /** The order service: `POST /order` submits to it, `GET /order/:order_id` reads its ledger. */
+  /** The order service: every route answers through it. */
   service: OrderService;
   /** A pino logger; defaults to no logging. */
   logger?: FastifyBaseLogger;
@@ -63,8 +48,6 @@ export interface AppOptions {
   benchFloorRoute?: boolean | undefined;
   /** The operator token of the operator actions; none (actions disabled) by default. */
   adminToken?: string | undefined;
-  /** Whether the service's dependencies can serve (the shared courier pool); yes by default. */
-  ready?: (() => boolean) | undefined;
 }
 
 /**
@@ -110,79 +93,16 @@ export function buildApp(options: AppOptions): App {
       // Validate exactly what the client sent: no coercion, no silently dropped fields.
       customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false },
     },
-    schemaErrorFormatter: (errors, dataVar) => {
-      const first = errors[0];
-      if (first === undefined) return new Error(`${dataVar} is invalid`);
-      const where = `${dataVar}${first.instancePath}`;
-      const unknownField = first.params['additionalProperty'];
-      if (first.keyword === 'additionalProperties' && typeof unknownField === 'string') {
-        return new Error(`${where} has an unknown field ${JSON.stringify(unknownField)}`);
-      }
-      if (first.keyword === 'pattern' && dataVar === 'headers') {
-        return new Error(
-          'Idempotency-Key must be 1 to 255 visible ASCII characters, bare or in double quotes',
-        );
-      }
-      if (first.keyword === 'pattern') {
-        return new Error(`${where} must not contain control characters`);
-      }
-      return new Error(`${where} ${first.message ?? 'is invalid'}`);
-    },
+    schemaErrorFormatter: formatValidationError,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   // Orders are JSON only: any other content type is answered 415.
   app.removeContentTypeParser('text/plain');
   strictJsonBodies(app);
-  app.decorateRequest('receivedAt', undefined);
-  app.decorateReply('orderAnswer', undefined);
-  // Refusals for overload are counted into one line per second, not a line each.
-  const refusals = new RefusalLog(app.log);
-  app.addHook('onClose', (_instance, done) => {
-    refusals.close();
-    done();
-  });
-  app.addHook('onResponse', (request, reply, done) => {
-    const answer = reply.orderAnswer;
-    if (
-      answer !== undefined &&
-      answer.outcome === undefined &&
-      answer.error?.kind === 'overloaded'
-    ) {
-      refusals.count();
-      done();
-      return;
-    }
-    // Built only when written: at warn and above this costs one set lookup.
-    if (quietLevels.has(request.log.level)) {
-      done();
-      return;
-    }
-    request.log.info(
-      {
-        method: request.method,
-        url: request.url,
-        status: reply.statusCode,
-        response_time_ms: Math.round(reply.elapsedTime * 1000) / 1000,
-        ...(answer === undefined ? {} : orderSummary(answer)),
-      },
-      'request completed',
-    );
-    done();
-  });
-
-  app.setErrorHandler((error: FastifyError, request, reply) => {
-    const { kind, message } = classifyRequestError(error);
-    if (statusOf[kind] >= 500) {
-      request.log.error({ err: error }, 'request failed');
-    }
-    return reply.code(statusOf[kind]).send(errorBody(kind, message));
-  });
-
-  app.setNotFoundHandler((_request, reply) =>
-    reply.code(404).send(errorBody('not_found', 'no such route')),
-  );
-
-  app.get('/healthz', () => ({ status: 'ok' }));
+  requestLog(app);
+  app.setErrorHandler(answerRequestError);
+  app.setNotFoundHandler((_request, reply) => sendError(reply, 'not_found', 'no such route'));
+  app.register(healthRoutes, { service: options.service });
 
   if (options.benchFloorRoute === true) {
     // Same server, hooks and JSON body parsing as an order; no schema, no order.
@@ -202,18 +122,6 @@ export function buildApp(options: AppOptions): App {
     }
     app.addHook('onClose', () => observability.close());
   }
-
-  // Ready while orders are admitted; 503 once the service drains, so a load balancer stops
-  // sending orders while the ones in flight finish. /healthz stays 200 meanwhile.
-  app.get('/readyz', (_request, reply) => {
-    if (options.service.admission.closed) {
-      return reply.code(503).send(errorBody('shutting_down', 'the service is draining'));
-    }
-    if (options.ready?.() === false) {
-      return reply.code(503).send(errorBody('unavailable', 'the courier pool is unavailable'));
-    }
-    return reply.send({ status: 'ready' });
-  });
 
   app.register(orderRoutes, { service: options.service });
   app.register(adminRoutes, { service: options.service, adminToken: options.adminToken });
@@ -239,82 +147,4 @@ function serverOptions(limits: ServerLimits) {
       connectionsCheckingInterval: checkEveryMs,
     },
   };
-}
-
-/**
- * answerClientError answers what Node's HTTP parser refuses before any route sees it (headers
- * not complete in time, a head too large, a malformed request) in the service's error shape,
- * then closes the connection, as Fastify's default handler does. A connection already reset
- * or destroyed gets nothing.
- */
-function answerClientError(error: ConnectionError, socket: Socket): void {
-  if (error.code === 'ECONNRESET' || socket.destroyed) return;
-  const { kind, message } = clientErrorOf(error);
-  if (socket.writable) {
-    const status = statusOf[kind];
-    const body = JSON.stringify(errorBody(kind, message));
-    socket.write(
-      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nContent-Type: application/json; charset=utf-8\r\n` +
-        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-    );
-  }
-  socket.destroy(error);
-}
-
-function clientErrorOf(error: ConnectionError): { kind: HttpErrorKind; message: string } {
-  switch (error.code) {
-    case 'ERR_HTTP_REQUEST_TIMEOUT':
-      return { kind: 'request_timeout', message: 'the request was not received in time' };
-    case 'HPE_HEADER_OVERFLOW':
-      return { kind: 'headers_too_large', message: 'request headers are too large' };
-    default:
-      return { kind: 'bad_request', message: 'malformed request' };
-  }
-}
-
-/**
- * answerFrameworkError answers what the router refuses before any route runs (a URL that
- * cannot be decoded, a path parameter over the router's limit) in the service's error shape,
- * without echoing the URL back.
- */
-function answerFrameworkError(
-  error: FastifyError,
-  _request: FastifyRequest,
-  reply: FastifyReply,
-): void {
-  const kind = (error.statusCode ?? 500) < 500 ? 'bad_request' : 'internal';
-  void reply
-    .code(statusOf[kind])
-    .send(errorBody(kind, kind === 'bad_request' ? 'the URL is not valid' : 'internal error'));
-}
-
-/**
- * classifyRequestError maps an error raised by the framework before an order ran to a
- * kind and a message safe to show. Anything unknown is `internal`, with a fixed message.
- */
-function classifyRequestError(error: FastifyError): { kind: HttpErrorKind; message: string } {
-  if (error.validation !== undefined) return { kind: 'bad_request', message: error.message };
-  if (error instanceof BadBodyError) return { kind: 'bad_request', message: error.message };
-  switch (error.code) {
-    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return { kind: 'unsupported_media_type', message: 'content type must be application/json' };
-    case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return {
-        kind: 'payload_too_large',
-        message: `body must not be larger than ${bodyLimitBytes} bytes`,
-      };
-    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-      return { kind: 'bad_request', message: 'body must not be empty' };
-    case 'FST_ERR_CTP_INVALID_JSON_BODY':
-    default:
-      break;
-  }
-  if (error instanceof SyntaxError || error.code === 'FST_ERR_CTP_INVALID_JSON_BODY') {
-    return { kind: 'bad_request', message: 'body is not valid JSON' };
-  }
-  const status = error.statusCode ?? 500;
-  if (status >= 400 && status < 500) {
-    return { kind: 'bad_request', message: 'bad request' };
-  }
-  return { kind: 'internal', message: 'internal error' };
 }

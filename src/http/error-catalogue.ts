@@ -1,3 +1,4 @@
+import type { FastifyReply } from 'fastify';
 import { errorKinds, type ErrorKind } from '../order/errors.js';
 
 /** Kinds of errors that exist only at the HTTP edge, before any order runs. */
@@ -50,4 +51,19 @@ export interface ErrorBody {
 /** errorBody builds the {@link ErrorBody} of `kind`; `message` must be safe to show a client. */
 export function errorBody(kind: HttpErrorKind, message: string): ErrorBody {
   return { status: 'error', error: { kind, message } };
+}
+
+/**
+ * sendError answers `reply` with the error body of `kind` and its status from
+ * {@link statusOf}, and with `Retry-After` when `retryAfterSeconds` is given: the one way a
+ * route answers an error. `message` must be safe to show a client.
+ */
+export function sendError(
+  reply: FastifyReply,
+  kind: HttpErrorKind,
+  message: string,
+  retryAfterSeconds?: number,
+): FastifyReply {
+  if (retryAfterSeconds !== undefined) void reply.header('retry-after', String(retryAfterSeconds));
+  return reply.code(statusOf[kind]).send(errorBody(kind, message));
 }

@@ -1,11 +1,7 @@
-import type { OrderAnswer } from '../ledger/order-answer.js';
-import {
-  needsOperator,
-  type OrderRun,
-  type RecordedOutcome,
-  type RecordedStep,
-} from '../ledger/order-store.js';
+import { needsOperator } from '../ledger/compensation-rules.js';
+import type { OrderRun, RecordedOutcome, RecordedStep } from '../ledger/order-store.js';
 import type { Order } from '../order/order.js';
+import type { OrderAnswer } from '../service/order-answer.js';
 import type { OrderBody, OrderResponse, RecordedOrder } from './schemas.js';
 
 /** orderFromBody builds the order a validated `POST /order` body describes. */

@@ -1,13 +1,20 @@
 import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyBaseLogger } from 'fastify';
 import { CancelSource } from '../core/cancellation.js';
-import type { OrderAnswer } from '../ledger/order-answer.js';
 import { withOrderId } from '../observability/order-log.js';
 import { OrderError } from '../order/errors.js';
+import type { OrderAnswer } from '../service/order-answer.js';
 import type { OrderService } from '../service/order-service.js';
-import { errorBody, statusOf } from './error-catalogue.js';
+import { sendError, statusOf } from './error-catalogue.js';
 import { orderFromBody, toResponse } from './order-mapping.js';
 import { OrderBody, OrderHeaders, OrderResponse } from './schemas.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** When the request arrived (`performance.now()`); set on the order route only. */
+    receivedAt: number | undefined;
+  }
+}
 
 export interface OrderRoutesOptions {
   service: OrderService;
@@ -26,6 +33,7 @@ export const orderRoutes: FastifyPluginCallbackTypebox<OrderRoutesOptions> = (
   { service },
   done,
 ) => {
+  app.decorateRequest('receivedAt', undefined);
   app.post(
     '/order',
     {
@@ -84,10 +92,7 @@ export const orderRoutes: FastifyPluginCallbackTypebox<OrderRoutesOptions> = (
     method: [...orderMethods],
     url: '/order',
     handler: (_request, reply) =>
-      reply
-        .code(405)
-        .header('allow', 'POST')
-        .send(errorBody('method_not_allowed', 'use POST for /order')),
+      sendError(reply.header('allow', 'POST'), 'method_not_allowed', 'use POST for /order'),
   });
 
   done();

@@ -1,15 +1,15 @@
 import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { kindMessage } from '../order/errors.js';
 import type { OrderService } from '../service/order-service.js';
-import { errorBody } from './error-catalogue.js';
+import { sendError } from './error-catalogue.js';
 import { toRecordedOrder } from './order-mapping.js';
 import { OrderResponse, RecordedOrder, maxOrderIdLength } from './schemas.js';
 
 /**
  * recordedOrderRoutes serves `GET /order/:order_id`: the most recent run of the order as
  * recorded, with each step's outcome and the live state of its compensation (retries after
- * the answer show here); an unknown id is 404 `not_found`.
+ * the answer show here); an unknown id is 404 `not_found`, a store that cannot answer 503
+ * `unavailable` with `Retry-After` (through the app's error handler).
  */
 export const recordedOrderRoutes: FastifyPluginCallbackTypebox<{ service: OrderService }> = (
   app,
@@ -28,16 +28,8 @@ export const recordedOrderRoutes: FastifyPluginCallbackTypebox<{ service: OrderS
       },
     },
     async (request, reply) => {
-      let run;
-      try {
-        run = await service.ledger.get(request.params.order_id);
-      } catch (error) {
-        request.log.error({ err: error }, 'order store failed');
-        return reply.code(503).send(errorBody('unavailable', kindMessage('unavailable')));
-      }
-      if (run === undefined) {
-        return reply.code(404).send(errorBody('not_found', 'no such order'));
-      }
+      const run = await service.recordedRun(request.params.order_id);
+      if (run === undefined) return sendError(reply, 'not_found', 'no such order');
       return reply.send(toRecordedOrder(run, stepNames));
     },
   );

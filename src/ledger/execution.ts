@@ -4,8 +4,8 @@ import type { Order } from '../order/order.js';
 import type { OrderOutcome, Pipeline } from '../order/pipeline.js';
 import type { Compensator } from './compensator.js';
 import type { LedgerLogger } from './ledger-options.js';
-import { answerOf, type OrderAnswer } from './order-answer.js';
 import type { Compensation, NewRun, OrderStore, RecordedOutcome } from './order-store.js';
+import type { Submission } from './submission.js';
 
 /** What an execution needs of the ledger around it. */
 export interface ExecutionContext {
@@ -17,8 +17,6 @@ export interface ExecutionContext {
   readonly log: LedgerLogger;
   /** Keeps work that outlives the answer (compensations) until the ledger closes. */
   readonly track: (work: Promise<unknown>) => void;
-  /** The answer to a request whose run is still in progress elsewhere. */
-  readonly inProgress: () => OrderAnswer;
 }
 
 /**
@@ -38,7 +36,7 @@ export async function execute(
   context: ExecutionContext,
   run: NewRun,
   cancel: Cancellation,
-): Promise<OrderAnswer> {
+): Promise<Submission> {
   const { store, pipeline, compensator, now } = context;
   const outcome = cancel.aborted
     ? notRunOutcome(pipeline.stepNames, cancel.reason)
@@ -64,7 +62,9 @@ export async function execute(
     // Our lease expired and another instance recovered the run meanwhile: its record wins.
     context.log.warn({ order_id: run.orderId }, 'order was taken over before it finished');
     const current = await store.getRun(run.runId);
-    return current?.outcome === undefined ? context.inProgress() : answerOf(current.outcome, true);
+    return current?.outcome === undefined
+      ? 'order_in_progress'
+      : { outcome: current.outcome, replayed: true };
   }
   if (compensations.some((compensation) => compensation.status === 'pending')) {
     context.track(
@@ -79,7 +79,7 @@ export async function execute(
         }),
     );
   }
-  return answerOf(recorded, false);
+  return { outcome: recorded, replayed: false };
 }
 
 /**

@@ -6,9 +6,10 @@ import type { Order } from '../order/order.js';
 import { Compensator } from './compensator.js';
 import { execute, type ExecutionContext } from './execution.js';
 import { silentLogger, type LedgerLogger, type OrderLedgerOptions } from './ledger-options.js';
-import { answerOf, asReplayed, refusalOf, type OrderAnswer } from './order-answer.js';
-import { isOpen, type NewRun, type OrderRun, type OrderStore } from './order-store.js';
+import { isOpen } from './compensation-rules.js';
+import type { NewRun, OrderRun, OrderStore } from './order-store.js';
 import { Recovery } from './recovery.js';
+import { asReplayed, type Submission } from './submission.js';
 
 /**
  * Outcome kinds after which a request with the same idempotency key runs anew (once its
@@ -69,7 +70,7 @@ export class OrderLedger {
   /** Keyed executions running in this instance, by key: repeats join them. */
   readonly #byKey = new Map<
     string,
-    { fingerprint: string | undefined; answer: Promise<OrderAnswer> }
+    { fingerprint: string | undefined; answer: Promise<Submission> }
   >();
   /** Runs executing in this instance: their leases are renewed. */
   readonly #executing = new Set<string>();
@@ -115,7 +116,6 @@ export class OrderLedger {
       track: (work) => {
         keepUntilSettled(this.#background, work);
       },
-      inProgress: () => this.#inProgress(),
     };
     this.#recovery = new Recovery({
       store: options.store,
@@ -165,13 +165,13 @@ export class OrderLedger {
    * answer resolves once the outcome it states is recorded; it rejects only if the store
    * fails (a run that had begun is then left for recovery).
    */
-  submit(order: Order, options: SubmitOptions): Promise<OrderAnswer> {
+  submit(order: Order, options: SubmitOptions): Promise<Submission> {
     const key = options.idempotencyKey;
     if (key === undefined) return this.#begin(this.#newRun(order, options), options.cancel);
     const running = this.#byKey.get(key);
     if (running !== undefined) {
       if (running.fingerprint !== options.fingerprint) {
-        return Promise.resolve(refusalOf('idempotency_conflict'));
+        return Promise.resolve('idempotency_conflict');
       }
       return running.answer.then(asReplayed);
     }
@@ -201,7 +201,7 @@ export class OrderLedger {
     };
   }
 
-  async #beginOnce(run: NewRun, cancel: Cancellation): Promise<OrderAnswer> {
+  async #beginOnce(run: NewRun, cancel: Cancellation): Promise<Submission> {
     const begun = await this.#store.begin(run);
     if (begun.created) return this.#execute(run, cancel);
     return this.#answerExisting(run, begun.existing, cancel);
@@ -212,27 +212,23 @@ export class OrderLedger {
     run: NewRun,
     existing: OrderRun,
     cancel: Cancellation,
-  ): Promise<OrderAnswer> {
-    if (existing.fingerprint !== run.fingerprint) return refusalOf('idempotency_conflict');
-    if (existing.state === 'running' || existing.outcome === undefined) return this.#inProgress();
+  ): Promise<Submission> {
+    if (existing.fingerprint !== run.fingerprint) return 'idempotency_conflict';
+    if (existing.state === 'running' || existing.outcome === undefined) return 'order_in_progress';
     const kind = existing.outcome.error?.kind;
     if (kind === undefined || !retryableKinds.includes(kind)) {
-      return answerOf(existing.outcome, true);
+      return { outcome: existing.outcome, replayed: true };
     }
-    if (existing.compensations.some(isOpen)) return this.#inProgress();
+    if (existing.compensations.some(isOpen)) return 'order_in_progress';
     const keyed = { ...run, idempotencyKey: existing.idempotencyKey ?? '' };
     if (await this.#store.restart(keyed, retryableKinds)) return this.#execute(run, cancel);
     // Another request restarted it first, or its compensations reopened: read it again.
     const current = await this.#store.getByKey(keyed.idempotencyKey);
-    if (current?.state !== 'finished' || current.outcome === undefined) return this.#inProgress();
-    return answerOf(current.outcome, true);
+    if (current?.state !== 'finished' || current.outcome === undefined) return 'order_in_progress';
+    return { outcome: current.outcome, replayed: true };
   }
 
-  #inProgress(): OrderAnswer {
-    return refusalOf('order_in_progress', this.retryAfterSeconds);
-  }
-
-  async #execute(run: NewRun, cancel: Cancellation): Promise<OrderAnswer> {
+  async #execute(run: NewRun, cancel: Cancellation): Promise<Submission> {
     this.#executing.add(run.runId);
     try {
       return await execute(this.#context, run, cancel);
@@ -242,7 +238,7 @@ export class OrderLedger {
   }
 
   /** begin records `run` and runs it, or answers from the run that holds its key. */
-  #begin(run: NewRun, cancel: Cancellation): Promise<OrderAnswer> {
+  #begin(run: NewRun, cancel: Cancellation): Promise<Submission> {
     const answer = this.#beginOnce(run, cancel);
     keepUntilSettled(this.#submissions, answer);
     return answer;

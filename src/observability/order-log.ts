@@ -1,5 +1,4 @@
 import type { FastifyBaseLogger } from 'fastify';
-import type { OrderAnswer } from '../ledger/order-answer.js';
 
 /** The part of a pino logger that adds bindings to the logger itself. */
 interface BindableLogger extends FastifyBaseLogger {
@@ -23,36 +22,6 @@ export function withOrderId(log: FastifyBaseLogger, orderId: string): FastifyBas
   if (!isBindable(log)) return log.child({ order_id: orderId });
   log.setBindings({ order_id: orderId });
   return log;
-}
-
-/**
- * orderSummary is what the request's one log line tells of an order: its outcome (`ok`,
- * `error`, or `refused` when it did not run), the kind of its failure (`none` on success),
- * its duration (until every step had settled), each step's status and duration in
- * milliseconds (and compensation, for a failed order), and `replayed` for an answer replayed
- * from the record.
- */
-export function orderSummary(answer: OrderAnswer): Record<string, unknown> {
-  const { outcome } = answer;
-  if (outcome === undefined) return { outcome: 'refused', kind: answer.error?.kind ?? 'none' };
-  let durationMs = 0;
-  const steps: Record<string, Record<string, string | number>> = {};
-  for (const step of outcome.steps) {
-    if (step.durationMs > durationMs) durationMs = step.durationMs;
-    steps[step.name] = {
-      status: step.status,
-      duration_ms: roundMs(step.durationMs),
-      ...(step.detail === undefined ? {} : { detail: step.detail }),
-      ...(step.compensation === undefined ? {} : { compensation: step.compensation }),
-    };
-  }
-  return {
-    outcome: outcome.status,
-    kind: outcome.error?.kind ?? 'none',
-    duration_ms: roundMs(durationMs),
-    steps,
-    ...(answer.replayed ? { replayed: true } : {}),
-  };
 }
 
 /** roundMs rounds milliseconds to microseconds, as every duration the service reports. */

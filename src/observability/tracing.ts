@@ -15,7 +15,7 @@ import {
   type SpanExporter,
 } from '@opentelemetry/sdk-trace-base';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
-import type { TracesExporter } from '../config.js';
+import type { TracesExporter } from './traces-exporters.js';
 import { courierStepName, type OrderRecord } from './order-record.js';
 
 /** The instrumentation scope of the service's spans. */

@@ -1,5 +1,5 @@
 import { CancelSource, type Cancellation } from '../core/cancellation.js';
-import { refusalOf, type OrderAnswer } from '../ledger/order-answer.js';
+import { refusalOf, type OrderAnswer } from './order-answer.js';
 import { OrderError, kindMessage } from '../order/errors.js';
 
 export interface AdmissionOptions {

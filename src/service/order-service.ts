@@ -1,55 +1,106 @@
-import { defaultConfig } from '../config.js';
 import { CancelSource, link, type ParentCancellation } from '../core/cancellation.js';
-import { Semaphore, type Pool } from '../core/semaphore.js';
+import type { Pool } from '../core/semaphore.js';
 import { Tracker } from '../core/tracker.js';
 import { fingerprint } from '../ledger/fingerprint.js';
 import type { LedgerHooks, LedgerLogger } from '../ledger/ledger-options.js';
-import { answerOf, refusalOf, type OrderAnswer } from '../ledger/order-answer.js';
 import { OrderLedger } from '../ledger/order-ledger.js';
-import type { OrderStore } from '../ledger/order-store.js';
-import { OrderError } from '../order/errors.js';
-import type { Order, StepName } from '../order/order.js';
+import type { OrderRun, OrderStore } from '../ledger/order-store.js';
+import type { Submission } from '../ledger/submission.js';
+import { OrderError, kindMessage, type ErrorKind } from '../order/errors.js';
+import type { Order } from '../order/order.js';
 import { Pipeline, type PipelineObserver } from '../order/pipeline.js';
-import { simulatedSteps } from '../order/simulated-steps.js';
 import type { Step } from '../order/step.js';
-import { MemoryOrderStore } from '../store/memory-order-store.js';
 import { Admission } from './admission.js';
 import { MeasuredPool } from './measured-pool.js';
+import { answerOf, refusalOf, type OrderAnswer } from './order-answer.js';
 
-export interface OrderServiceOptions {
-  /** Slots of the in-process courier pool (ignored when `courierPool` is given). */
-  readonly courierPoolSize?: number | undefined;
-  /** A ready pool, e.g. a distributed or an observed one; an in-process Semaphore by default. */
-  readonly courierPool?: Pool | undefined;
-  /** Default delays of the simulated steps. */
-  readonly delays?: Readonly<Record<StepName, number>> | undefined;
-  /** Replaces the simulated steps; gets the courier pool the steps must use. */
-  readonly steps?: ((courierPool: Pool) => Step<Order>[]) | undefined;
+/**
+ * ServiceSettings are the numbers that shape the service. Every one is required: their
+ * defaults live with the configuration (`defaultConfig` of config.ts), whose fields carry the
+ * same names, so `{ ...defaultConfig, store, courierPool, steps }` is a complete set of options.
+ */
+export interface ServiceSettings {
+  /** Deadline of one order, from when its request arrived, covering every wait. */
+  readonly requestTimeoutMs: number;
+  /** Orders in flight before new ones are refused `overloaded`: a memory guard. */
+  readonly maxInflightOrders: number;
+  /** The longest expected wait admitted while the service is overloaded. */
+  readonly overloadWaitMs: number;
+  /** How long after a refusal for overload the service counts as overloaded. */
+  readonly overloadWindowMs: number;
+  /** `Retry-After` of a refusal, in seconds. */
+  readonly retryAfterSeconds: number;
+  /**
+   * How long after its deadline an order whose outcome is not recorded yet is answered
+   * `timeout` anyway (its outcome is recorded when the store catches up).
+   */
+  readonly answerSlackMs: number;
+  /** Grace for steps that ignore an abort before the order answers without them. */
+  readonly abandonGraceMs: number;
+  /** How long this instance's claim on its running orders lasts without renewal. */
+  readonly orderLeaseMs: number;
+  readonly compensationTimeoutMs: number;
+  readonly compensationMaxAttempts: number;
+  readonly compensationRetryBaseMs: number;
+  readonly compensationRetryMaxMs: number;
+}
+
+/** OrderServiceOptions are the ready parts of a service and the numbers that shape it. */
+export interface OrderServiceOptions extends ServiceSettings {
+  /** Where orders are recorded. */
+  readonly store: OrderStore;
+  /** {@link OrderService.close} also closes the store; false by default. */
+  readonly ownsStore?: boolean | undefined;
+  /** The courier pool: in-process, distributed or observed. */
+  readonly courierPool: Pool;
+  /** The steps of every order; gets the courier pool the steps must use (measured). */
+  readonly steps: (courierPool: Pool) => Step<Order>[];
+  /**
+   * Whether the parts outside the process can serve (a shared courier pool); always by
+   * default. Read by {@link OrderService.readiness}.
+   */
+  readonly dependenciesReady?: (() => boolean) | undefined;
   /** Watches every order (metrics, traces, the dashboard); none by default. */
   readonly observer?: PipelineObserver<Order> | undefined;
-  /** Deadline of one order, from when its request arrived, covering every wait. */
-  readonly requestTimeoutMs?: number | undefined;
-  /** Orders in flight before new ones are refused `overloaded`: a memory guard. */
-  readonly maxInflightOrders?: number | undefined;
-  /** Grace for steps that ignore an abort before the order answers without them. */
-  readonly abandonGraceMs?: number | undefined;
-  /** Where orders are recorded; a {@link MemoryOrderStore} by default. */
-  readonly store?: OrderStore | undefined;
-  /** {@link OrderService.close} also closes the store (true for the default store). */
-  readonly ownsStore?: boolean | undefined;
   /** This instance's id in a shared store; random by default. */
   readonly instanceId?: string | undefined;
-  readonly leaseMs?: number | undefined;
-  readonly compensationTimeoutMs?: number | undefined;
-  readonly compensationMaxAttempts?: number | undefined;
-  readonly compensationRetryBaseMs?: number | undefined;
-  readonly compensationRetryMaxMs?: number | undefined;
   readonly logger?: LedgerLogger | undefined;
   readonly ledgerHooks?: LedgerHooks | undefined;
   /** The ledger's wall clock in epoch milliseconds (tests move it); `Date.now` by default. */
   readonly clock?: (() => number) | undefined;
   /** The ledger's jitter source in [0, 1); `Math.random` by default. */
   readonly random?: (() => number) | undefined;
+}
+
+/**
+ * ServiceUnavailable is how a call of the service other than {@link OrderService.submit}
+ * fails when the store cannot answer: kind `unavailable`, with the `Retry-After` to send.
+ * The store's own error is logged, never shown to a client.
+ */
+export class ServiceUnavailable extends Error {
+  readonly kind = 'unavailable' satisfies ErrorKind;
+  constructor(readonly retryAfterSeconds: number) {
+    super(kindMessage('unavailable'));
+    this.name = 'ServiceUnavailable';
+  }
+}
+
+/** Readiness says whether the service takes orders now, and if not, why. */
+export type Readiness =
+  | { readonly ready: true }
+  | {
+      readonly ready: false;
+      readonly kind: 'shutting_down' | 'unavailable';
+      readonly message: string;
+    };
+
+/** ServiceLoad is what the service holds right now (the dashboard shows it). */
+export interface ServiceLoad {
+  readonly pool: { readonly size: number; readonly inUse: number; readonly waiting: number };
+  readonly stepsInFlight: number;
+  readonly ordersInFlight: number;
+  /** Orders refused before any step ran, since start, by reason. */
+  readonly refused: { readonly overloaded: number; readonly shutting_down: number };
 }
 
 /** OrderRequest is one order as the edge hands it to the service. */
@@ -66,16 +117,13 @@ export interface OrderRequest {
 }
 
 /**
- * How long after its deadline an order that has not yet been answered (its outcome is not
- * recorded yet) is answered `timeout` anyway: enough for the steps to stop and the outcome
- * to be recorded when the store keeps up.
- */
-export const answerSlackMs = 25;
-
-/**
  * OrderService is the one call the edge makes: {@link submit} admits an order, links its
  * cancellation to the client and the shutdown, puts it under its deadline and has the ledger
- * record and run it, and answers in one shape ({@link OrderAnswer}).
+ * record and run it, and answers in one shape ({@link OrderAnswer}). It also answers what
+ * else the edge asks: an order's record ({@link recordedRun}), an operator's settlement of a
+ * flag ({@link settleFlag}), {@link readiness}, {@link load} and the runs that need attention
+ * ({@link openCompensations}). It takes its parts ready-made: the composition root
+ * (server.ts) decides which store and pool they are.
  */
 export class OrderService {
   readonly pipeline: Pipeline<Order>;
@@ -85,40 +133,45 @@ export class OrderService {
   readonly courierPool: MeasuredPool;
   /** Counts steps in flight across all orders. */
   readonly tracker: Tracker;
+  /** Decides which orders are taken; the composition root drains through it. */
   readonly admission: Admission;
+  /** Records and runs the orders; for the composition root and tests. */
   readonly ledger: OrderLedger;
   readonly requestTimeoutMs: number;
+  readonly #answerSlackMs: number;
   readonly #timeoutError: OrderError;
   /** The answer of an order whose outcome is not recorded by its deadline. */
   readonly #lateAnswer: OrderAnswer;
+  readonly #conflict: OrderAnswer;
+  readonly #inProgress: OrderAnswer;
+  readonly #unavailable: OrderAnswer;
+  readonly #dependenciesReady: () => boolean;
   readonly #log: LedgerLogger | undefined;
 
   /**
-   * The constructor builds the pool, the tracker, the steps, the pipeline, the ledger and
-   * the admission; nothing runs until an order is submitted. A pool size, limit or grace
-   * outside its range throws a RangeError, a step list the pipeline refuses (empty,
-   * duplicate names) a TypeError.
+   * The constructor builds the tracker, the steps, the pipeline, the ledger and the
+   * admission around the given parts; nothing runs until an order is submitted. A limit,
+   * deadline or grace outside its range throws a RangeError, a step list the pipeline
+   * refuses (empty, duplicate names) a TypeError.
    */
-  constructor(options: OrderServiceOptions = {}) {
-    const d = defaultConfig;
-    this.courierPool = new MeasuredPool(
-      options.courierPool ?? new Semaphore(options.courierPoolSize ?? d.courierPoolSize),
-    );
+  constructor(options: OrderServiceOptions) {
+    this.courierPool = new MeasuredPool(options.courierPool);
     this.tracker = new Tracker();
-    const courierPool = this.courierPool;
-    this.steps =
-      options.steps?.(courierPool) ??
-      simulatedSteps(options.delays ? { courierPool, delays: options.delays } : { courierPool });
+    this.steps = options.steps(this.courierPool);
     this.pipeline = new Pipeline(this.steps, {
       tracker: this.tracker,
       observer: options.observer,
-      abandonGraceMs: options.abandonGraceMs ?? d.abandonGraceMs,
+      abandonGraceMs: options.abandonGraceMs,
     });
-    this.requestTimeoutMs = options.requestTimeoutMs ?? d.requestTimeoutMs;
+    this.requestTimeoutMs = options.requestTimeoutMs;
     if (!Number.isFinite(this.requestTimeoutMs) || this.requestTimeoutMs <= 0) {
       throw new RangeError(
         `requestTimeoutMs must be a positive number, got ${this.requestTimeoutMs}`,
       );
+    }
+    this.#answerSlackMs = options.answerSlackMs;
+    if (!Number.isFinite(this.#answerSlackMs) || this.#answerSlackMs < 0) {
+      throw new RangeError(`answerSlackMs must be a finite number ≥ 0, got ${this.#answerSlackMs}`);
     }
     this.#timeoutError = new OrderError(
       'timeout',
@@ -137,31 +190,40 @@ export class OrderService {
       },
       false,
     );
-    const store = options.store ?? new MemoryOrderStore();
+    const { store } = options;
     this.ledger = new OrderLedger({
       store,
-      ownsStore: options.ownsStore ?? options.store === undefined,
+      ownsStore: options.ownsStore === true,
       pipeline: this.pipeline,
       steps: this.steps,
       instanceId: options.instanceId,
-      leaseMs: options.leaseMs ?? d.orderLeaseMs,
-      compensationTimeoutMs: options.compensationTimeoutMs ?? d.compensationTimeoutMs,
-      compensationMaxAttempts: options.compensationMaxAttempts ?? d.compensationMaxAttempts,
-      compensationRetryBaseMs: options.compensationRetryBaseMs ?? d.compensationRetryBaseMs,
-      compensationRetryMaxMs: options.compensationRetryMaxMs ?? d.compensationRetryMaxMs,
+      leaseMs: options.orderLeaseMs,
+      compensationTimeoutMs: options.compensationTimeoutMs,
+      compensationMaxAttempts: options.compensationMaxAttempts,
+      compensationRetryBaseMs: options.compensationRetryBaseMs,
+      compensationRetryMaxMs: options.compensationRetryMaxMs,
       logger: options.logger,
       hooks: options.ledgerHooks,
       now: options.clock,
       random: options.random,
     });
+    const courierPool = this.courierPool;
     // An order waits for a courier and waits for the store twice (its start and its outcome
     // are recorded). Its own work is not estimated: past holds include orders cut off at
     // their deadline, and counting them would refuse every order after a burst of timeouts
     // with no order left to show that holds are short again.
     this.admission = new Admission({
-      maxInflightOrders: options.maxInflightOrders ?? d.maxInflightOrders,
+      maxInflightOrders: options.maxInflightOrders,
+      retryAfterSeconds: options.retryAfterSeconds,
+      overloadedWaitMs: options.overloadWaitMs,
+      overloadWindowMs: options.overloadWindowMs,
       expectedWaitMs: () => courierPool.expectedWaitMs() + 2 * store.backlogMs(),
     });
+    // Refusals are built once: they must not cost an allocation per request.
+    this.#conflict = refusalOf('idempotency_conflict');
+    this.#inProgress = refusalOf('order_in_progress', this.ledger.retryAfterSeconds);
+    this.#unavailable = refusalOf('unavailable', options.retryAfterSeconds);
+    this.#dependenciesReady = options.dependenciesReady ?? (() => true);
     this.#log = options.logger;
   }
 
@@ -177,7 +239,7 @@ export class OrderService {
    * submit admits, runs and records one order and resolves with its answer; it never
    * rejects. The deadline, `requestTimeoutMs` from `receivedAt`, covers every wait: the
    * store, the courier pool, the steps. An order refused by admission answers at once, and
-   * nothing is recorded. An order still unanswered {@link answerSlackMs} after its deadline
+   * nothing is recorded. An order still unanswered `answerSlackMs` after its deadline
    * (its outcome not recorded yet: the store is slow) is answered `timeout`; its outcome is
    * recorded when the store catches up. A store failure answers `unavailable`.
    */
@@ -190,7 +252,7 @@ export class OrderService {
     const unlinkClient = request.parent === undefined ? undefined : link(request.parent, cancel);
     const unlinkShutdown = link(this.admission.cancellation, cancel);
     const { idempotencyKey } = request;
-    const answer = this.ledger.submit(request.order, {
+    const submission = this.ledger.submit(request.order, {
       idempotencyKey,
       fingerprint: idempotencyKey === undefined ? undefined : fingerprint(request.body),
       cancel,
@@ -202,13 +264,13 @@ export class OrderService {
           cancel.abort(this.#timeoutError);
           // Steps stop at once on the abort; the slack is for recording the outcome. A store
           // already behind by more than that will not record it in time: answer now.
-          if (this.ledger.store.backlogMs() > answerSlackMs) {
+          if (this.ledger.store.backlogMs() > this.#answerSlackMs) {
             resolve(this.#lateAnswer);
             return;
           }
           slack = setTimeout(() => {
             resolve(this.#lateAnswer);
-          }, answerSlackMs);
+          }, this.#answerSlackMs);
         },
         Math.max(0, remainingMs),
       );
@@ -219,26 +281,121 @@ export class OrderService {
         unlinkShutdown();
         admitted.release();
       };
-      answer.then(
+      submission.then(
         (value) => {
           done();
-          resolve(value);
+          resolve(this.#answerOf(value));
         },
         (error: unknown) => {
           done();
           this.#log?.error({ err: error, order_id: request.order.id }, 'order store failed');
-          resolve(refusalOf('unavailable', this.admission.retryAfterSeconds));
+          resolve(this.#unavailable);
         },
       );
     });
   }
 
+  #answerOf(submission: Submission): OrderAnswer {
+    if (submission === 'idempotency_conflict') return this.#conflict;
+    if (submission === 'order_in_progress') return this.#inProgress;
+    return answerOf(submission.outcome, submission.replayed);
+  }
+
+  /**
+   * recordedRun resolves with the most recent run of `orderId` as recorded, or undefined if
+   * there is none. Rejects with {@link ServiceUnavailable} if the store fails.
+   */
+  recordedRun(orderId: string): Promise<OrderRun | undefined> {
+    return this.#fromStore(this.ledger.get(orderId));
+  }
+
+  /**
+   * settleFlag records that an operator settled the compensation `step` of run `runId`,
+   * flagged after its last attempt. Resolves false if there is no such flag; rejects with
+   * {@link ServiceUnavailable} if the store fails.
+   */
+  settleFlag(runId: string, step: string): Promise<boolean> {
+    return this.#fromStore(this.ledger.settleFlag(runId, step));
+  }
+
+  /**
+   * openCompensations resolves with up to `limit` runs whose compensation is open or flagged
+   * for an operator, oldest first. Rejects with {@link ServiceUnavailable} if the store fails.
+   */
+  openCompensations(limit: number): Promise<OrderRun[]> {
+    return this.#fromStore(this.ledger.openCompensations(limit));
+  }
+
+  /** #fromStore is `call`, with a store failure logged and turned into {@link ServiceUnavailable}. */
+  async #fromStore<T>(call: Promise<T>): Promise<T> {
+    try {
+      return await call;
+    } catch (error) {
+      this.#log?.error({ err: error }, 'order store failed');
+      throw new ServiceUnavailable(this.admission.retryAfterSeconds);
+    }
+  }
+
+  /**
+   * readiness tells whether orders are taken now: not once the service drains
+   * (`shutting_down`), nor while a part outside the process cannot serve (`unavailable`).
+   */
+  readiness(): Readiness {
+    if (this.admission.closed) {
+      return { ready: false, kind: 'shutting_down', message: 'the service is draining' };
+    }
+    if (!this.#dependenciesReady()) {
+      return { ready: false, kind: 'unavailable', message: 'the courier pool is unavailable' };
+    }
+    return { ready: true };
+  }
+
+  /** load is what the service holds right now: the courier pool, steps and orders in flight. */
+  load(): ServiceLoad {
+    const pool = this.courierPool;
+    return {
+      pool: { size: pool.size, inUse: pool.inUse, waiting: pool.waiting },
+      stepsInFlight: this.tracker.active,
+      ordersInFlight: this.admission.inflight,
+      refused: this.admission.refused,
+    };
+  }
+
+  /**
+   * shutDown drains: new orders are refused `shutting_down` at once; orders in flight get up
+   * to `drainTimeoutMs` to finish, then are aborted with `shutting_down` and answer within
+   * their abandon grace. Resolves once none is in flight, with how many orders were aborted
+   * (0 when the drain finished in time). It closes nothing: {@link close} does.
+   */
+  async shutDown(drainTimeoutMs: number): Promise<number> {
+    const { admission } = this;
+    admission.close();
+    if (await settlesWithin(admission.drained(), drainTimeoutMs)) return 0;
+    const aborted = admission.inflight;
+    admission.abortInflight();
+    await admission.drained();
+    return aborted;
+  }
+
   /**
    * close waits for the orders and compensations in flight (see {@link OrderLedger.close}),
-   * then closes the store if the service owns it. Orders are not aborted here: drain or
-   * abort them first through {@link admission}.
+   * then closes the store if the service owns it. Orders are not aborted here: drain them
+   * first with {@link shutDown}.
    */
   close(): Promise<void> {
     return this.ledger.close();
+  }
+}
+
+/** settlesWithin resolves true if `promise` settles within `ms`, else false; no timer lingers. */
+async function settlesWithin(promise: Promise<void>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(resolve, ms, false);
+  });
+  try {
+    return await Promise.race([promise.then(() => true), timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -1,15 +1,16 @@
 import type { OrderStore } from '../ledger/order-store.js';
 import { MemoryOrderStore } from './memory-order-store.js';
 import { openPostgresOrderStore } from './postgres-order-store.js';
-import { openSqliteOrderStore, type SqliteSync } from './sqlite-order-store.js';
+import { openSqliteOrderStore } from './sqlite-order-store.js';
+import type { OrderStoreKind, StoreSync } from './store-kinds.js';
 
 /** OpenOrderStoreOptions names a store and what opening it needs. */
 export interface OpenOrderStoreOptions {
-  readonly kind: 'sqlite' | 'postgres' | 'memory';
+  readonly kind: OrderStoreKind;
   /** Directory of the embedded store (`sqlite`). */
   readonly dataDir: string;
   /** What a commit of the embedded store survives (`sqlite`). */
-  readonly sync: SqliteSync;
+  readonly sync: StoreSync;
   /** Connection string of the shared store (`postgres`). */
   readonly databaseUrl?: string | undefined;
   /** Connections in the PostgreSQL pool (`postgres`). */

@@ -1,33 +1,16 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { FastifyPluginCallback, FastifyReply } from 'fastify';
-import type { Pool } from '../../core/semaphore.js';
-import { needsOperator, type OrderRun } from '../../ledger/order-store.js';
 import type { RecentOrders, TimelineOrder } from '../../observability/recent-orders.js';
 import type { OrderService } from '../../service/order-service.js';
+import { toRecordedOrder } from '../order-mapping.js';
+import type { RecordedOrder } from '../schemas.js';
 
 export interface DashboardRoutesOptions {
   recentOrders: RecentOrders;
   service: OrderService;
   /** Whether operator actions are enabled (an operator token is configured). */
   operatorActions: boolean;
-}
-
-/** AttentionRun is a run with a compensation still to do or flagged for an operator. */
-export interface AttentionRun {
-  run_id: string;
-  order_id: string;
-  kind: string;
-  finished_at: number | undefined;
-  needs_operator: boolean;
-  steps: {
-    name: string;
-    compensation: string;
-    attempts: number;
-    last_error?: string;
-    next_attempt_at?: number;
-    needs_operator: boolean;
-  }[];
 }
 
 /** DashboardState is the body of `GET /dashboard/state`, polled by the page. */
@@ -41,8 +24,11 @@ export interface DashboardState {
   by_kind: Record<string, number>;
   /** Orders refused before any step ran, since start, by reason. */
   refused: { overloaded: number; shutting_down: number };
-  /** Runs with a compensation in progress or flagged for an operator, oldest first. */
-  attention: AttentionRun[];
+  /**
+   * Runs with a compensation in progress or flagged for an operator, oldest first, each as
+   * `GET /order/:order_id` shows it.
+   */
+  attention: RecordedOrder[];
   /** Whether the operator actions (settling a flag) are enabled. */
   operator_actions: boolean;
   /** Recent settled orders, newest first. */
@@ -73,7 +59,7 @@ export const dashboardRoutes: FastifyPluginCallback<DashboardRoutesOptions> = (
   { recentOrders, service, operatorActions },
   done,
 ) => {
-  const { courierPool, tracker, admission } = service;
+  const { stepNames } = service.pipeline;
   const assets = loadAssets();
   const serve =
     (asset: Asset) =>
@@ -90,45 +76,23 @@ export const dashboardRoutes: FastifyPluginCallback<DashboardRoutesOptions> = (
   app.get('/dashboard/favicon.svg', serve(assets.icon));
   app.get('/dashboard/state', async (_request, reply): Promise<DashboardState> => {
     void reply.header('cache-control', 'no-store');
+    const load = service.load();
+    const attention = await service.openCompensations(attentionLimit);
     return {
-      pool: poolState(courierPool),
-      steps_in_flight: tracker.active,
-      orders_in_flight: admission.inflight,
+      pool: { size: load.pool.size, in_use: load.pool.inUse, waiting: load.pool.waiting },
+      steps_in_flight: load.stepsInFlight,
+      orders_in_flight: load.ordersInFlight,
       orders_total: recentOrders.total,
       orders_per_second: recentOrders.perSecond(),
       by_kind: recentOrders.byKind(),
-      refused: admission.refused,
-      attention: (await service.ledger.openCompensations(attentionLimit)).map(attentionRun),
+      refused: { ...load.refused },
+      attention: attention.map((run) => toRecordedOrder(run, stepNames)),
       operator_actions: operatorActions,
       timeline: recentOrders.timeline(),
     };
   });
   done();
 };
-
-function poolState(pool: Pool): DashboardState['pool'] {
-  return { size: pool.size, in_use: pool.inUse, waiting: pool.waiting };
-}
-
-function attentionRun(run: OrderRun): AttentionRun {
-  return {
-    run_id: run.runId,
-    order_id: run.orderId,
-    kind: run.outcome?.error?.kind ?? 'none',
-    finished_at: run.finishedAt,
-    needs_operator: needsOperator(run.compensations),
-    steps: run.compensations
-      .filter((c) => c.status !== 'not_needed')
-      .map((c) => ({
-        name: c.name,
-        compensation: c.status,
-        attempts: c.attempts,
-        ...(c.lastError === undefined ? {} : { last_error: c.lastError }),
-        ...(c.nextAttemptAt === undefined ? {} : { next_attempt_at: c.nextAttemptAt }),
-        needs_operator: c.needsOperator,
-      })),
-  };
-}
 
 interface Assets {
   page: Asset;

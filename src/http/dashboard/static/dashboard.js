@@ -94,8 +94,9 @@ function renderTimeline(orders) {
 
 function stepChip(step) {
   const parts = [`${step.name}: ${step.compensation}`];
-  if (step.attempts > 0) parts.push(`${step.attempts} attempt${step.attempts === 1 ? '' : 's'}`);
-  if (step.last_error) parts.push(step.last_error);
+  const attempts = step.compensation_attempts;
+  if (attempts > 0) parts.push(`${attempts} attempt${attempts === 1 ? '' : 's'}`);
+  if (step.compensation_error) parts.push(step.compensation_error);
   const chip = element('span', step.needs_operator ? 'chip flagged' : 'chip', parts.join(' · '));
   chip.dataset.step = step.name;
   return chip;
@@ -128,10 +129,11 @@ function renderAttention(runs, operatorActions) {
     const row = element('tr');
     row.dataset.runId = run.run_id;
     row.dataset.flagged = String(run.needs_operator);
+    const undone = run.steps.filter((step) => step.compensation !== 'not_needed');
     const steps = element('td');
-    for (const step of run.steps) steps.append(stepChip(step));
+    for (const step of undone) steps.append(stepChip(step));
     const actions = element('td');
-    for (const step of run.steps.filter((s) => s.needs_operator)) {
+    for (const step of undone.filter((s) => s.needs_operator)) {
       const button = element('button', 'settle', `settle ${step.name}`);
       button.type = 'button';
       button.disabled = !operatorActions;
@@ -143,7 +145,8 @@ function renderAttention(runs, operatorActions) {
       });
       actions.append(button);
     }
-    row.append(element('td', '', run.order_id), element('td', 'kind', run.kind), steps, actions);
+    const kind = run.error ? run.error.kind : 'none';
+    row.append(element('td', '', run.order_id), element('td', 'kind', kind), steps, actions);
     body.append(row);
   }
 }

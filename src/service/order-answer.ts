@@ -1,5 +1,5 @@
+import type { RecordedOutcome } from '../ledger/order-store.js';
 import { kindMessage, type ErrorKind } from '../order/errors.js';
-import type { RecordedOutcome } from './order-store.js';
 
 /**
  * OrderAnswer is the one shape in which the service answers a submitted order, whatever
@@ -29,9 +29,4 @@ export function refusalOf(kind: ErrorKind, retryAfterSeconds?: number): OrderAns
     replayed: false,
     ...(retryAfterSeconds === undefined ? {} : { retryAfterSeconds }),
   };
-}
-
-/** asReplayed is `answer` as seen by a request that joined or repeated the one that ran it. */
-export function asReplayed(answer: OrderAnswer): OrderAnswer {
-  return answer.outcome === undefined || answer.replayed ? answer : { ...answer, replayed: true };
 }

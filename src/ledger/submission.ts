@@ -1,0 +1,25 @@
+import type { RecordedOutcome } from './order-store.js';
+
+/** Recorded is an order's outcome as recorded: run now, or earlier and replayed. */
+export interface Recorded {
+  readonly outcome: RecordedOutcome;
+  /** The outcome was recorded by an earlier request (or the one this request joined). */
+  readonly replayed: boolean;
+}
+
+/**
+ * LedgerRefusal is why the ledger ran nothing for a keyed request: its key is held by a run
+ * still in progress (`order_in_progress`), or was used with another request
+ * (`idempotency_conflict`).
+ */
+export type LedgerRefusal = 'order_in_progress' | 'idempotency_conflict';
+
+/** Submission is what the ledger did with a submitted order. */
+export type Submission = Recorded | LedgerRefusal;
+
+/** asReplayed is `submission` as seen by a request that joined the one that ran it. */
+export function asReplayed(submission: Submission): Submission {
+  return typeof submission === 'string' || submission.replayed
+    ? submission
+    : { outcome: submission.outcome, replayed: true };
+}
