@@ -1,8 +1,5 @@
-import { mkdir, open, readFile, rm } from 'node:fs/promises';
-import { createRequire } from 'node:module';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import type { ErrorKind } from '../order/errors.js';
 import type {
   BeginResult,
@@ -12,16 +9,14 @@ import type {
   OrderRun,
   OrderStore,
 } from '../ledger/order-store.js';
+import { lockDataDir } from './data-dir-lock.js';
 import { GroupCommit } from './group-commit.js';
-import Database from 'better-sqlite3';
-import { decodeRun, type RunRow } from './run-codec.js';
-import {
-  SqliteExecutor,
-  isBusy,
-  prepareDatabase,
-  type SqliteOp,
-  type SqliteResult,
-} from './sqlite-ops.js';
+import { openInThreadTransport } from './in-thread-transport.js';
+import { decodeRun } from './run-codec.js';
+import type { SqliteOp, SqliteResult } from './sqlite-ops.js';
+import { asFlag, asRow, asRows, optionalRun } from './sqlite-result.js';
+import type { SqliteTransport } from './sqlite-transport.js';
+import { openWriterThreadTransport } from './writer-thread-transport.js';
 
 /** What a commit survives: `normal`, a crash of the process; `full`, also of the machine. */
 export type SqliteSync = 'normal' | 'full';
@@ -43,21 +38,15 @@ export async function openSqliteOrderStore(options: SqliteStoreOptions): Promise
   const unlock = await lockDataDir(options.dataDir);
   try {
     const path = join(options.dataDir, 'orders.sqlite');
-    const transport = options.sync === 'full' ? await onWriterThread(path) : await inThread(path);
+    const transport =
+      options.sync === 'full'
+        ? await openWriterThreadTransport(path)
+        : await openInThreadTransport(path);
     return new SqliteOrderStore(transport, unlock);
   } catch (error) {
     await unlock();
     throw error;
   }
-}
-
-/** SqliteTransport runs the store's batches where its connection lives. */
-interface SqliteTransport {
-  /** execute runs `ops` in one transaction; rejects if it cannot, with nothing applied. */
-  execute(ops: SqliteOp[]): Promise<SqliteResult[]> | SqliteResult[];
-  /** failure is set once the transport can run nothing more (its thread died). */
-  readonly failure: Error | undefined;
-  close(): Promise<void>;
 }
 
 /**
@@ -181,215 +170,4 @@ export class SqliteOrderStore implements OrderStore {
     if (failure !== undefined) return Promise.reject(failure);
     return this.#commits.run(op);
   }
-}
-
-/** How long a batch that finds the database locked is retried before it fails. */
-const lockedForMs = 30_000;
-
-/**
- * inThread opens the connection on the event loop's thread, and a checkpointer thread. A
- * batch that finds the database locked by another process is retried every few
- * milliseconds (at most 10) (the event loop serves requests meanwhile), for up to {@link lockedForMs}.
- */
-async function inThread(path: string): Promise<SqliteTransport> {
-  const db = new Database(path);
-  let checkpointer: Worker;
-  try {
-    prepareDatabase(db, 'normal', 'in-thread');
-    checkpointer = await startWorker({ path, sync: 'normal', role: 'checkpointer' });
-  } catch (error) {
-    db.close();
-    throw error;
-  }
-  const executor = new SqliteExecutor(db);
-  const retry = (ops: SqliteOp[], since: number, delayMs: number): Promise<SqliteResult[]> =>
-    new Promise((resolve, reject) => {
-      setTimeout(() => {
-        try {
-          resolve(executor.execute(ops));
-        } catch (error) {
-          if (!isBusy(error) || performance.now() - since > lockedForMs) reject(error);
-          else retry(ops, since, Math.min(2 * delayMs, 10)).then(resolve, reject);
-        }
-      }, delayMs);
-    });
-  return {
-    failure: undefined,
-    execute: (ops) => {
-      try {
-        return executor.execute(ops);
-      } catch (error) {
-        if (!isBusy(error)) throw error;
-        return retry(ops, performance.now(), 2);
-      }
-    },
-    close: async () => {
-      await stopWorker(checkpointer);
-      db.close();
-    },
-  };
-}
-
-/**
- * onWriterThread opens the connection on a thread of its own and sends it each batch as one
- * string: the thread boundary copies it whole, where a structured clone of the batch would
- * walk every object of every order.
- */
-async function onWriterThread(path: string): Promise<SqliteTransport> {
-  const worker = await startWorker({ path, sync: 'full', role: 'writer' });
-  const inFlight = new Map<
-    number,
-    { resolve: (results: SqliteResult[]) => void; reject: (error: unknown) => void }
-  >();
-  let nextId = 0;
-  let failure: Error | undefined;
-  const fail = (error: Error): void => {
-    failure ??= error;
-    for (const waiting of inFlight.values()) waiting.reject(failure);
-    inFlight.clear();
-  };
-  worker.on('error', fail);
-  worker.on('exit', () => {
-    fail(new Error('the order store thread exited'));
-  });
-  worker.on('message', (message: unknown) => {
-    if (typeof message !== 'object' || message === null || !('id' in message)) return;
-    const waiting = inFlight.get(Number(message.id));
-    if (waiting === undefined) return;
-    inFlight.delete(Number(message.id));
-    if ('results' in message && Array.isArray(message.results)) {
-      waiting.resolve(message.results.map(asResult));
-    } else {
-      const reason = 'error' in message ? String(message.error) : 'malformed answer';
-      waiting.reject(new Error(`order store: ${reason}`));
-    }
-  });
-  return {
-    get failure() {
-      return failure;
-    },
-    execute: (ops) =>
-      new Promise((resolve, reject) => {
-        const id = ++nextId;
-        inFlight.set(id, { resolve, reject });
-        worker.postMessage({ id, ops: JSON.stringify(ops) });
-      }),
-    close: () => stopWorker(worker),
-  };
-}
-
-/** stopWorker asks a store thread to close its connection and resolves once it exited. */
-async function stopWorker(worker: Worker): Promise<void> {
-  const exited = new Promise<void>((resolve) => {
-    worker.once('exit', () => {
-      resolve();
-    });
-  });
-  worker.postMessage({ close: true });
-  await exited;
-}
-
-/** startWorker starts a store thread and resolves once its connection is ready. */
-function startWorker(workerData: {
-  path: string;
-  sync: SqliteSync;
-  role: 'writer' | 'checkpointer';
-}): Promise<Worker> {
-  // From the build the thread runs the compiled file; from the sources (tests, development)
-  // it runs the TypeScript file through tsx's require hook, which worker threads accept on
-  // every supported Node (its ESM loader they do not on Node 20).
-  const fromSources = import.meta.url.endsWith('.ts');
-  const worker = fromSources
-    ? new Worker(
-        `require(${JSON.stringify(createRequire(import.meta.url).resolve('tsx/cjs'))});` +
-          `require(${JSON.stringify(fileURLToPath(new URL('./sqlite-worker.ts', import.meta.url)))});`,
-        { eval: true, workerData },
-      )
-    : new Worker(new URL('./sqlite-worker.js', import.meta.url), { workerData });
-  return new Promise((resolve, reject) => {
-    const onMessage = (message: unknown): void => {
-      if (typeof message !== 'object' || message === null) return;
-      cleanUp();
-      if ('ready' in message) {
-        resolve(worker);
-      } else {
-        void worker.terminate();
-        const reason = 'failed' in message ? String(message.failed) : 'no answer';
-        reject(new Error(`cannot open the order store at ${workerData.path}: ${reason}`));
-      }
-    };
-    const onError = (error: Error): void => {
-      cleanUp();
-      reject(error);
-    };
-    const cleanUp = (): void => {
-      worker.off('message', onMessage);
-      worker.off('error', onError);
-    };
-    worker.on('message', onMessage);
-    worker.on('error', onError);
-  });
-}
-
-/**
- * lockDataDir claims `dir` for this process with a pid file, and resolves with the function
- * that releases it. A pid file left by a process that is no longer alive (a crash) is taken
- * over; one of a live process fails: two processes must never recover each other's orders.
- */
-async function lockDataDir(dir: string): Promise<() => Promise<void>> {
-  const path = join(dir, 'server.pid');
-  const holder = Number((await readFile(path, 'utf8').catch(() => '')).trim());
-  if (Number.isSafeInteger(holder) && holder > 0 && holder !== process.pid && isAlive(holder)) {
-    throw new Error(`DATA_DIR ${dir} is in use by process ${holder}`);
-  }
-  const file = await open(path, 'w');
-  await file.writeFile(`${process.pid}\n`);
-  await file.close();
-  return () => rm(path, { force: true });
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: the process exists but belongs to someone else.
-    return error instanceof Error && 'code' in error && error.code === 'EPERM';
-  }
-}
-
-function asResult(value: unknown): SqliteResult {
-  if (value === null || typeof value === 'boolean') return value;
-  if (Array.isArray(value)) return value.map(asRow);
-  return asRow(value);
-}
-
-function asFlag(result: SqliteResult): boolean {
-  if (typeof result !== 'boolean') throw new TypeError('order store: expected a flag');
-  return result;
-}
-
-function asRows(result: SqliteResult): RunRow[] {
-  if (!Array.isArray(result)) throw new TypeError('order store: expected rows');
-  return result;
-}
-
-function optionalRun(result: SqliteResult): OrderRun | undefined {
-  return result === null ? undefined : decodeRun(asRow(result));
-}
-
-function asRow(value: unknown): RunRow {
-  if (!isRunRow(value)) throw new TypeError('order store: expected a run');
-  return value;
-}
-
-function isRunRow(value: unknown): value is RunRow {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    'run_id' in value &&
-    typeof value.run_id === 'string' &&
-    'order_id' in value &&
-    typeof value.order_id === 'string'
-  );
 }
