@@ -2,7 +2,7 @@ import type { Order } from '../order/order.js';
 import type { Step } from '../order/step.js';
 import type { LedgerHooks, LedgerLogger } from './ledger-options.js';
 import type { Compensation, OrderStore, RecordedStep } from './order-store.js';
-import { isClaimable } from './order-store.js';
+import { isClaimable } from './compensation-rules.js';
 import {
   compensateStep,
   needsCompensation,

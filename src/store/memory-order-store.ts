@@ -2,16 +2,18 @@ import type { ErrorKind } from '../order/errors.js';
 import {
   claimDue,
   isAttention,
-  mayRestart,
   nextCompensationAt,
   settledFlag,
-  type BeginResult,
-  type Compensation,
-  type FinishInput,
-  type NewRun,
-  type OrderRun,
-  type OrderStore,
+} from '../ledger/compensation-rules.js';
+import type {
+  BeginResult,
+  Compensation,
+  FinishInput,
+  NewRun,
+  OrderRun,
+  OrderStore,
 } from '../ledger/order-store.js';
+import { mayRestart } from '../ledger/restart-rule.js';
 
 /** How many settled runs a {@link MemoryOrderStore} keeps by default. */
 export const defaultMaxSettledRuns = 10_000;

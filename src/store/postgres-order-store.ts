@@ -1,16 +1,15 @@
 import pg from 'pg';
 import type { ErrorKind } from '../order/errors.js';
-import {
-  claimDue,
-  mayRestart,
-  settledFlag,
-  type BeginResult,
-  type Compensation,
-  type FinishInput,
-  type NewRun,
-  type OrderRun,
-  type OrderStore,
+import { claimDue, settledFlag } from '../ledger/compensation-rules.js';
+import type {
+  BeginResult,
+  Compensation,
+  FinishInput,
+  NewRun,
+  OrderRun,
+  OrderStore,
 } from '../ledger/order-store.js';
+import { mayRestart } from '../ledger/restart-rule.js';
 import { GroupCommit } from './group-commit.js';
 import { migrations, type Migration } from './postgres-migrations.js';
 import {

@@ -1,9 +1,8 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import { isAttention, nextCompensationAt } from '../ledger/compensation-rules.js';
 import {
   compensationStatuses,
-  isAttention,
-  nextCompensationAt,
   recordedStepStatuses,
   type Compensation,
   type OrderRun,

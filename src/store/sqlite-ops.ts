@@ -1,12 +1,7 @@
 import type Database from 'better-sqlite3';
-import {
-  claimDue,
-  mayRestart,
-  settledFlag,
-  type Compensation,
-  type FinishInput,
-  type NewRun,
-} from '../ledger/order-store.js';
+import { claimDue, settledFlag } from '../ledger/compensation-rules.js';
+import type { Compensation, FinishInput, NewRun } from '../ledger/order-store.js';
+import { mayRestart } from '../ledger/restart-rule.js';
 import type { ErrorKind } from '../order/errors.js';
 import {
   compensationColumns,
