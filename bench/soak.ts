@@ -23,6 +23,8 @@ const timers = (): number =>
   process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length;
 
 const clientGone = new OrderError('canceled', 'the client closed the connection');
+const deadlineMs = 1000;
+const deadlinePassed = new OrderError('timeout', `order did not complete within ${deadlineMs} ms`);
 const failSteps: readonly (StepName | undefined)[] = ['payment', 'vendor', 'courier'];
 
 export async function soakBenchmark(options: { quick: boolean }): Promise<Row[]> {
@@ -56,12 +58,16 @@ export async function soakBenchmark(options: { quick: boolean }): Promise<Row[]>
       amount: 100,
       failStep: r < 0.3 ? failSteps[Math.floor(r * 10)] : undefined,
     };
+    // As the service does: the client's cancellation is linked to the server and carries the
+    // order's deadline.
     const client = new CancelSource();
     const unlink = link(server, client);
+    const deadline = setTimeout(() => client.abort(deadlinePassed), deadlineMs);
     const abortRoll = random();
     if (abortRoll < 0.05) client.abort(clientGone);
     else if (abortRoll < 0.1) queueMicrotask(() => client.abort(clientGone));
-    const outcome = await service.pipeline.run(order, { parent: client, deadlineMs: 1000 });
+    const outcome = await service.pipeline.run(order, { parent: client });
+    clearTimeout(deadline);
     unlink();
     listenersLeft += client.listenerCount;
     const key = outcome.error?.kind ?? 'ok';

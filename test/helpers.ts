@@ -1,6 +1,9 @@
 import { Writable } from 'node:stream';
 import pino from 'pino';
+import { CancelSource, link, type ParentCancellation } from '../src/core/cancellation.js';
 import { buildApp, type App } from '../src/http/app.js';
+import { OrderError } from '../src/order/errors.js';
+import type { OrderOutcome, Pipeline } from '../src/order/pipeline.js';
 import { OrderService, type OrderServiceOptions } from '../src/service/order-service.js';
 
 /** Deferred is a promise with its resolve and reject exposed, to order events in tests. */
@@ -41,6 +44,31 @@ export function buildTestApp(options: OrderServiceOptions = {}): TestApp {
   const app = buildApp({ service });
   app.addHook('onClose', () => service.close());
   return { app, service };
+}
+
+/**
+ * runWithDeadline runs `order` through `pipeline` under a deadline, as the order service puts
+ * one: a parent cancellation that aborts with kind `timeout` once `deadlineMs` have passed,
+ * or with `parent`'s reason if `parent` aborts first. The deadline's timer and the link to
+ * `parent` are removed once the order is answered.
+ */
+export async function runWithDeadline<Order>(
+  pipeline: Pipeline<Order>,
+  order: Order,
+  deadlineMs: number,
+  parent?: ParentCancellation,
+): Promise<OrderOutcome> {
+  const deadline = new CancelSource();
+  const unlink = parent === undefined ? undefined : link(parent, deadline);
+  const timer = setTimeout(() => {
+    deadline.abort(new OrderError('timeout', `order did not complete within ${deadlineMs} ms`));
+  }, deadlineMs);
+  try {
+    return await pipeline.run(order, { parent: deadline });
+  } finally {
+    clearTimeout(timer);
+    unlink?.();
+  }
 }
 
 /** seededRandom is a small deterministic generator (mulberry32), so a failing run reproduces. */

@@ -57,7 +57,7 @@ export interface PipelineOptions<Order = unknown> {
   /** Clock in milliseconds; defaults to `performance.now`. */
   now?: () => number;
   /**
-   * Once an order is aborted (first failure, deadline, parent), how many milliseconds to wait
+   * Once an order is aborted (its first failure or its parent), how many milliseconds to wait
    * for steps that ignore the abort before answering without them, marked `abandoned`.
    * Undefined waits for every step however long it takes. Must be a finite number >= 0.
    */
@@ -65,21 +65,16 @@ export interface PipelineOptions<Order = unknown> {
 }
 
 export interface RunOptions {
-  /** Aborts the order when it aborts: a client that went away, a server shutting down. */
-  parent?: ParentCancellation;
-  /** Aborts the order with kind `timeout` after this many milliseconds. */
-  deadlineMs?: number;
   /**
-   * Called synchronously with a step's result as soon as that step settles (the durable
-   * store records it); also for a step that settles after being reported `abandoned`.
-   * Must not throw.
+   * Aborts the order when it aborts, with its reason: the order's deadline (kind `timeout`),
+   * a client that went away, a server shutting down.
    */
-  onStepSettled?: ((result: StepResult) => void) | undefined;
+  parent?: ParentCancellation;
 }
 
 /**
  * Pipeline runs an order's steps concurrently in one {@link TaskGroup}: the first step that
- * fails, the deadline or the parent aborts the others. {@link run} answers only when every
+ * fails, or the parent, aborts the others. {@link run} answers only when every
  * step has settled, so nothing the order started is still running afterwards — except,
  * with `abandonGraceMs`, a step that ignores the abort for longer than the grace period: it
  * is reported `abandoned` and counted by the tracker until it settles.
@@ -121,7 +116,7 @@ export class Pipeline<Order> {
   /**
    * run executes every step of `order` and resolves with the outcome; it never rejects.
    * A step's failure is classified by {@link kindOf}; the order's error is the first failure
-   * by time, or the deadline (`timeout`), or the parent's abort reason.
+   * by time, or the parent's abort reason.
    */
   run(order: Order, options: RunOptions = {}): Promise<OrderOutcome> {
     const group = new TaskGroup(options.parent);
@@ -135,25 +130,17 @@ export class Pipeline<Order> {
       durationMs: 0,
     }));
     const settled = this.#observer?.orderStarted(order, group.cancellation, startedAt);
-    let deadline: NodeJS.Timeout | undefined;
-    const { deadlineMs } = options;
-    if (deadlineMs !== undefined && !group.cancellation.aborted) {
-      deadline = setTimeout(() => {
-        group.abort(new OrderError('timeout', `order did not complete within ${deadlineMs} ms`));
-      }, deadlineMs);
-    }
     for (let i = 0; i < this.#steps.length; i++) {
       const step = this.#steps[i] as Step<Order>;
       const slot = steps[i] as StepResult;
       group.go(
         (cancel) => this.#runStep(step, order, cancel),
         (failed, error) => {
-          this.#stepSettled(slot, failed, error, group, startedAt, options.onStepSettled);
+          this.#stepSettled(slot, failed, error, group.cancellation, startedAt);
         },
       );
     }
     const answer = (answered: StepResult[], failed: boolean, failure?: unknown): OrderOutcome => {
-      clearTimeout(deadline);
       const outcome: OrderOutcome = failed
         ? {
             status: 'error',
@@ -253,11 +240,9 @@ export class Pipeline<Order> {
     slot: StepResult,
     failed: boolean,
     error: unknown,
-    group: TaskGroup,
+    cancel: Cancellation,
     startedAt: number,
-    onSettled: ((result: StepResult) => void) | undefined,
   ): void {
-    const cancel = group.cancellation;
     if (!failed) {
       slot.status = 'ok';
     } else if (cancel.aborted) {
@@ -271,13 +256,6 @@ export class Pipeline<Order> {
     // Only an aborted order can have abandoned steps: the happy path reads one field.
     if (cancel.aborted && abandonedSlots.delete(slot)) this.#tracker?.leaveAbandoned();
     else this.#tracker?.leave();
-    try {
-      onSettled?.({ ...slot });
-    } catch (onSettledError) {
-      // onSettled must not throw; if it does, the order fails with its error (the group
-      // counts this step only after this returns).
-      group.abort(onSettledError);
-    }
   }
 }
 

@@ -8,7 +8,7 @@ import { OrderService } from '../../src/service/order-service.js';
 import type { Order } from '../../src/order/order.js';
 import { Pipeline, type OrderOutcome } from '../../src/order/pipeline.js';
 import type { Step } from '../../src/order/step.js';
-import { capturingLogger, deferred, flushMicrotasks } from '../helpers.js';
+import { capturingLogger, deferred, flushMicrotasks, runWithDeadline } from '../helpers.js';
 
 type TestOrder = { id: string };
 
@@ -189,18 +189,16 @@ describe('a step that ignores cancellation', () => {
   });
 
   it.each([
-    { cause: 'the deadline', kind: 'timeout', parent: undefined, deadlineMs: 50 },
-    { cause: 'the parent', kind: 'canceled', parent: new CancelSource(), deadlineMs: undefined },
-  ])('$cause aborting starts the grace period too', async ({ kind, parent, deadlineMs }) => {
+    { cause: 'the deadline', kind: 'timeout', clientLeaves: false },
+    { cause: 'the client', kind: 'canceled', clientLeaves: true },
+  ])('$cause aborting starts the grace period too', async ({ kind, clientLeaves }) => {
     const vendor = stubbornVendor();
     const pipeline = new Pipeline<TestOrder>([stopsOnAbort('payment'), vendor.step], {
       abandonGraceMs: 100,
     });
-    const running = pipeline.run(
-      { id: 'o' },
-      { ...(parent ? { parent } : {}), ...(deadlineMs === undefined ? {} : { deadlineMs }) },
-    );
-    parent?.abort(new OrderError('canceled', 'client went away'));
+    const client = new CancelSource();
+    const running = runWithDeadline(pipeline, { id: 'o' }, 50, client);
+    if (clientLeaves) client.abort(new OrderError('canceled', 'client went away'));
     await vi.advanceTimersByTimeAsync(150);
     const outcome = await running;
     expect(outcome.error?.kind).toBe(kind);

@@ -5,11 +5,13 @@ import { Tracker } from '../../src/core/tracker.js';
 import { OrderError, errorKinds, type ErrorKind } from '../../src/order/errors.js';
 import { Pipeline, type OrderOutcome } from '../../src/order/pipeline.js';
 import type { Step } from '../../src/order/step.js';
+import { runWithDeadline } from '../helpers.js';
 
 // Random schedules for the pipeline as a whole: each step does one of the things a step can
 // do (succeed, fail with a kind, break the contract, stop on abort, ignore the abort) at a
-// random time; the deadline and a parent abort come at random times or not at all; with or
-// without an abandon grace period. Time is fake, so every schedule runs in microseconds.
+// random time; the deadline (on the order's parent, as the service puts it) and a client's
+// abort come at random times or not at all; with or without an abandon grace period. Time
+// is fake, so every schedule runs in microseconds.
 
 type Behaviour =
   | { does: 'resolve'; at: number }
@@ -119,7 +121,11 @@ describe('pipeline properties over random schedules', () => {
             setTimeout(() => parent.abort(new OrderError('canceled', 'gone')), parentAbortAt);
           }
           const answer: { outcome?: OrderOutcome; rejected?: unknown } = {};
-          pipeline.run({}, { parent, ...(deadlineMs === undefined ? {} : { deadlineMs }) }).then(
+          const run =
+            deadlineMs === undefined
+              ? pipeline.run({}, { parent })
+              : runWithDeadline(pipeline, {}, deadlineMs, parent);
+          run.then(
             (value) => (answer.outcome = value),
             (error: unknown) => (answer.rejected = error ?? 'rejected'),
           );

@@ -6,7 +6,7 @@ import type { Order, StepName } from '../../src/order/order.js';
 import { Pipeline } from '../../src/order/pipeline.js';
 import { defaultStepDelays, simulatedSteps } from '../../src/order/simulated-steps.js';
 import type { Step } from '../../src/order/step.js';
-import { flushMicrotasks, promiseState } from '../helpers.js';
+import { flushMicrotasks, promiseState, runWithDeadline } from '../helpers.js';
 
 function stepsWithPool(size = 5): { steps: Record<StepName, Step<Order>>; pool: Semaphore } {
   const pool = new Semaphore(size);
@@ -172,7 +172,7 @@ describe('simulated steps', () => {
 
     it('an order whose courier waits for a slot past the deadline times out and frees nothing it did not take', async () => {
       const { pipeline, pool, holder } = await pipelineWithFullCourierPool();
-      const run = pipeline.run({ id: 'o1', amount: 1 }, { deadlineMs: 250 });
+      const run = runWithDeadline(pipeline, { id: 'o1', amount: 1 }, 250);
       await vi.advanceTimersByTimeAsync(250);
       const result = await run;
       expect(result.error?.kind, 'kind').toBe('timeout');
