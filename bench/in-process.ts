@@ -5,8 +5,8 @@ import { Semaphore } from '../src/core/semaphore.js';
 import { TaskGroup } from '../src/core/task-group.js';
 import { OrderError } from '../src/order/errors.js';
 import type { Order } from '../src/order/order.js';
-import { OrderService } from '../src/service/order-service.js';
 import { Pipeline } from '../src/order/pipeline.js';
+import { simulatedSteps } from '../src/order/simulated-steps.js';
 import type { Step } from '../src/order/step.js';
 import {
   NaiveGroup,
@@ -154,7 +154,9 @@ export async function inProcessBenchmarks(options: InProcessOptions): Promise<Ro
   const cancelNoClock = new Pipeline(steps([failAfterAwait, waitStep, waitStep]), stoppedClock);
   const order: Order = { id: 'bench', amount: 100 };
   const zero = { payment: 0, vendor: 0, courier: 0 };
-  const simulated = new OrderService({ courierPoolSize: 4, delays: zero });
+  const simulated = {
+    pipeline: new Pipeline(simulatedSteps({ courierPool: new Semaphore(4), delays: zero })),
+  };
   const failing: Order = { id: 'bench', amount: 100, failStep: 'vendor' };
   add('pipeline happy', () => happy.run(order));
   add('pipeline cancel', () => cancel.run(order));

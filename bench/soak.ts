@@ -1,7 +1,12 @@
 import { CancelSource, link } from '../src/core/cancellation.js';
 import { OrderError } from '../src/order/errors.js';
 import type { Order, StepName } from '../src/order/order.js';
+import { defaultConfig } from '../src/config.js';
+import { Semaphore } from '../src/core/semaphore.js';
+import { simulatedSteps } from '../src/order/simulated-steps.js';
+import { serviceSettings } from '../src/server.js';
 import { OrderService } from '../src/service/order-service.js';
+import { MemoryOrderStore } from '../src/store/memory-order-store.js';
 import { row, type Row } from './report.js';
 
 /**
@@ -31,8 +36,11 @@ export async function soakBenchmark(options: { quick: boolean }): Promise<Row[]>
   const total = options.quick ? 20_000 : 1_000_000;
   const concurrency = 64;
   const service = new OrderService({
-    courierPoolSize: 4,
-    delays: { payment: 0, vendor: 0, courier: 0 },
+    ...serviceSettings(defaultConfig),
+    store: new MemoryOrderStore(),
+    courierPool: new Semaphore(4),
+    steps: (courierPool) =>
+      simulatedSteps({ courierPool, delays: { payment: 0, vendor: 0, courier: 0 } }),
   });
   const server = new CancelSource();
   const timersBefore = timers();

@@ -1,10 +1,16 @@
 import { Writable } from 'node:stream';
 import pino from 'pino';
+import { defaultConfig } from '../src/config.js';
 import { CancelSource, link, type ParentCancellation } from '../src/core/cancellation.js';
+import { Semaphore } from '../src/core/semaphore.js';
 import { buildApp, type App } from '../src/http/app.js';
 import { OrderError } from '../src/order/errors.js';
+import type { StepName } from '../src/order/order.js';
 import type { OrderOutcome, Pipeline } from '../src/order/pipeline.js';
+import { simulatedSteps } from '../src/order/simulated-steps.js';
+import { serviceSettings } from '../src/server.js';
 import { OrderService, type OrderServiceOptions } from '../src/service/order-service.js';
+import { MemoryOrderStore } from '../src/store/memory-order-store.js';
 
 /** Deferred is a promise with its resolve and reject exposed, to order events in tests. */
 export interface Deferred<T> {
@@ -34,13 +40,41 @@ export interface TestApp {
 }
 
 /**
- * buildTestApp builds the real app around a fresh order service (its own in-memory store
- * unless `store` is given); closing the app closes the service. For what needs the server
- * as users run it — its configuration, its durable store, its process — see
- * test/server/server-process.ts.
+ * TestServiceOptions are a service's options where every part and number not given takes
+ * the server's default: `defaultConfig`'s settings, a fresh memory store (owned by the
+ * service), an in-process pool of `courierPoolSize` slots and the simulated steps with
+ * `delays`.
  */
-export function buildTestApp(options: OrderServiceOptions = {}): TestApp {
-  const service = new OrderService(options);
+export type TestServiceOptions = Partial<OrderServiceOptions> & {
+  readonly courierPoolSize?: number | undefined;
+  readonly delays?: Readonly<Record<StepName, number>> | undefined;
+};
+
+/** testServiceOptions completes `options` with the server's defaults (see {@link TestServiceOptions}). */
+export function testServiceOptions(options: TestServiceOptions = {}): OrderServiceOptions {
+  const { courierPoolSize, delays, ...given } = options;
+  return {
+    ...serviceSettings(defaultConfig),
+    store: new MemoryOrderStore(),
+    ownsStore: given.store === undefined,
+    courierPool: new Semaphore(courierPoolSize ?? defaultConfig.courierPoolSize),
+    steps: (courierPool) => simulatedSteps(delays ? { courierPool, delays } : { courierPool }),
+    ...given,
+  };
+}
+
+/** testService is a fresh order service with the server's defaults for what is not given. */
+export function testService(options: TestServiceOptions = {}): OrderService {
+  return new OrderService(testServiceOptions(options));
+}
+
+/**
+ * buildTestApp builds the real app around a fresh order service (see {@link testService});
+ * closing the app closes the service. For what needs the server as users run it — its
+ * configuration, its durable store, its process — see test/server/server-process.ts.
+ */
+export function buildTestApp(options: TestServiceOptions = {}): TestApp {
+  const service = testService(options);
   const app = buildApp({ service });
   app.addHook('onClose', () => service.close());
   return { app, service };

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildApp, type App } from '../../src/http/app.js';
-import { OrderService } from '../../src/service/order-service.js';
+import { testService } from '../helpers.js';
 
 const token = 'a-long-operator-token';
 const apps: App[] = [];
@@ -10,7 +10,7 @@ afterEach(async () => {
 
 /** flaggedApp builds an app whose first failed order gets its payment refund flagged. */
 async function flaggedApp(adminToken: string | undefined) {
-  const service = new OrderService({
+  const service = testService({
     compensationMaxAttempts: 1,
     delays: { payment: 1, vendor: 1, courier: 1 },
   });

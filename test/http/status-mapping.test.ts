@@ -1,9 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { OrderError } from '../../src/order/errors.js';
 import type { Order } from '../../src/order/order.js';
-import type { OrderServiceOptions } from '../../src/service/order-service.js';
 import type { Step } from '../../src/order/step.js';
-import { buildTestApp, type TestApp } from '../helpers.js';
+import { buildTestApp, type TestApp, type TestServiceOptions } from '../helpers.js';
 import { withoutDurations } from './support.js';
 
 let testApp: TestApp | undefined;
@@ -13,7 +12,7 @@ afterEach(async () => {
   testApp = undefined;
 });
 
-function start(options: OrderServiceOptions = {}): TestApp {
+function start(options: TestServiceOptions = {}): TestApp {
   testApp = buildTestApp(options);
   return testApp;
 }

@@ -98,13 +98,22 @@ describe('dashboard', () => {
     got = await state(open);
     expect(got.orders_per_second).toBeGreaterThanOrEqual(0);
     expect(got.attention).toHaveLength(1);
+    // Each run as GET /order/:order_id shows it: one spelling of a compensation on the wire.
+    const recorded = await open.app.inject({ method: 'GET', url: '/order/o-fail' });
+    expect(got.attention[0]).toStrictEqual(recorded.json());
     expect(got.attention[0]).toMatchObject({
       order_id: 'o-fail',
-      kind: 'no_courier',
+      error: { kind: 'no_courier' },
       needs_operator: true,
       steps: [
-        { name: 'payment', compensation: 'compensation_failed', needs_operator: true },
+        {
+          name: 'payment',
+          compensation: 'compensation_failed',
+          compensation_attempts: 1,
+          needs_operator: true,
+        },
         { name: 'vendor', compensation: 'compensated', needs_operator: false },
+        { name: 'courier', compensation: 'not_needed', needs_operator: false },
       ],
     });
     await open.app.close();

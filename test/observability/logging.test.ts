@@ -1,14 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/http/app.js';
-import { OrderService } from '../../src/service/order-service.js';
-import { capturingLogger } from '../helpers.js';
+import { capturingLogger, testService } from '../helpers.js';
 import { waitFor } from '../http/support.js';
 import { failingOrder } from './observed-app.js';
 
 describe('logs', () => {
   it('each request writes one line when it completes, with the order it answered', async () => {
     const { logger, lines } = capturingLogger();
-    const app = buildApp({ service: new OrderService(), logger });
+    const app = buildApp({ service: testService(), logger });
     try {
       const response = await app.inject({ method: 'POST', url: '/order', payload: failingOrder });
       expect(response.statusCode).toBe(400);
@@ -41,7 +40,7 @@ describe('logs', () => {
 
   it('a request that is not an order writes its line too, without order fields', async () => {
     const { logger, lines } = capturingLogger();
-    const app = buildApp({ service: new OrderService(), logger });
+    const app = buildApp({ service: testService(), logger });
     try {
       await app.inject({ url: '/healthz' });
     } finally {
@@ -55,7 +54,7 @@ describe('logs', () => {
 
   it('refusals for overload are counted into one line, not a line each', async () => {
     const { logger, lines } = capturingLogger();
-    const service = new OrderService({ maxInflightOrders: 1 });
+    const service = testService({ maxInflightOrders: 1 });
     const app = buildApp({ service, logger });
     const order = (id: string, courier: number) => ({
       method: 'POST' as const,
@@ -83,7 +82,7 @@ describe('logs', () => {
 
   it('writes no request line when info is off', async () => {
     const { logger, lines } = capturingLogger('warn');
-    const app = buildApp({ service: new OrderService(), logger });
+    const app = buildApp({ service: testService(), logger });
     try {
       await app.inject({ method: 'POST', url: '/order', payload: failingOrder });
     } finally {

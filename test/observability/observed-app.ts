@@ -1,4 +1,3 @@
-import { Semaphore } from '../../src/core/semaphore.js';
 import { buildApp, type App } from '../../src/http/app.js';
 import {
   createObservability,
@@ -6,7 +5,8 @@ import {
   type ObservabilityOptions,
 } from '../../src/observability/observability.js';
 import { observedService } from '../../src/server.js';
-import type { OrderService, OrderServiceOptions } from '../../src/service/order-service.js';
+import type { OrderService } from '../../src/service/order-service.js';
+import { testServiceOptions, type TestServiceOptions } from '../helpers.js';
 
 export interface ObservedService {
   service: OrderService;
@@ -22,7 +22,7 @@ export interface ObservedTestApp extends ObservedService {
  * own function (src/server.ts).
  */
 export function observeService(
-  options: OrderServiceOptions & ObservabilityOptions = {},
+  options: TestServiceOptions & ObservabilityOptions = {},
 ): ObservedService {
   const { metrics, defaultMetrics, dashboard, recentOrders, tracing, onError, ...rest } = options;
   const observability = createObservability({
@@ -33,14 +33,13 @@ export function observeService(
     ...(onError === undefined ? {} : { onError }),
     tracing,
   });
-  const courierPool = rest.courierPool ?? new Semaphore(rest.courierPoolSize ?? 5);
-  const service = observedService(observability, { ...rest, courierPool });
+  const service = observedService(observability, testServiceOptions(rest));
   return { service, observability };
 }
 
 /** buildObservedApp builds the real app with observability around a fresh service. */
 export function buildObservedApp(
-  options: OrderServiceOptions & ObservabilityOptions & { adminToken?: string } = {},
+  options: TestServiceOptions & ObservabilityOptions & { adminToken?: string } = {},
 ): ObservedTestApp {
   const { adminToken, ...rest } = options;
   const observed = observeService(rest);

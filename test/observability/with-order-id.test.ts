@@ -4,7 +4,7 @@ import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/http/app.js';
 import { withOrderId } from '../../src/observability/order-log.js';
-import { OrderService } from '../../src/service/order-service.js';
+import { testService } from '../helpers.js';
 
 function capture(level: string): { logger: pino.Logger; lines: string[] } {
   const lines: string[] = [];
@@ -20,7 +20,7 @@ function capture(level: string): { logger: pino.Logger; lines: string[] } {
 describe('withOrderId', () => {
   it('binds order_id to each request alone: no line names two orders, the root none', async () => {
     const { logger, lines } = capture('info');
-    const app = buildApp({ service: new OrderService(), logger });
+    const app = buildApp({ service: testService(), logger });
     try {
       const ids = ['o-1', 'o-2', 'o-3'];
       const responses = await Promise.all(

@@ -4,11 +4,16 @@ import { Semaphore } from '../../src/core/semaphore.js';
 import { Tracker } from '../../src/core/tracker.js';
 import { buildApp } from '../../src/http/app.js';
 import { OrderError } from '../../src/order/errors.js';
-import { OrderService } from '../../src/service/order-service.js';
 import type { Order } from '../../src/order/order.js';
 import { Pipeline, type OrderOutcome } from '../../src/order/pipeline.js';
 import type { Step } from '../../src/order/step.js';
-import { capturingLogger, deferred, flushMicrotasks, runWithDeadline } from '../helpers.js';
+import {
+  capturingLogger,
+  deferred,
+  flushMicrotasks,
+  runWithDeadline,
+  testService,
+} from '../helpers.js';
 
 type TestOrder = { id: string };
 
@@ -67,7 +72,7 @@ describe('a step that breaks the contract is reported internal and the order sti
     const log = (details: object, message: string): void => {
       logged.push({ details, message });
     };
-    const service = new OrderService({
+    const service = testService({
       requestTimeoutMs: 1000,
       logger: { info: log, warn: log, error: log },
       steps: () => [
@@ -278,7 +283,7 @@ describe('abandoned steps over HTTP', () => {
   it('are reported in the response and logged at warn', async () => {
     const { logger, lines } = capturingLogger();
     const settle = deferred();
-    const service = new OrderService({
+    const service = testService({
       requestTimeoutMs: 1000,
       abandonGraceMs: 5,
       steps: (): Step<Order>[] => [

@@ -5,11 +5,12 @@ import { setFlagsFromString } from 'node:v8';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp, bodyLimitBytes, type App } from '../../src/http/app.js';
 import { statusOf, type HttpErrorKind } from '../../src/http/error-catalogue.js';
-import { OrderService } from '../../src/service/order-service.js';
+import type { OrderService } from '../../src/service/order-service.js';
 import type { Order } from '../../src/order/order.js';
 import { simulatedSteps } from '../../src/order/simulated-steps.js';
 import type { Step } from '../../src/order/step.js';
 import { waitFor } from '../http/support.js';
+import { testService } from '../helpers.js';
 
 // The fault-injection suite: 100,000 requests against the real app, a random mix of valid
 // orders, every failure kind, misbehaving steps, overload bursts, malformed, oversized and
@@ -267,7 +268,7 @@ describe('fault injection', () => {
   beforeAll(async () => {
     process.on('unhandledRejection', onUnhandled);
     process.on('warning', onWarning);
-    service = new OrderService({
+    service = testService({
       courierPoolSize: 8,
       maxInflightOrders: 128,
       requestTimeoutMs,

@@ -10,7 +10,8 @@ import type {
   RecordedOutcome,
 } from '../../src/ledger/order-store.js';
 import type { Order } from '../../src/order/order.js';
-import { OrderService } from '../../src/service/order-service.js';
+import type { OrderService } from '../../src/service/order-service.js';
+import { testService } from '../helpers.js';
 
 /**
  * orderStoreContract is the one behavioural suite every {@link OrderStore} passes. `open`
@@ -430,14 +431,13 @@ export function orderStoreContract(
     });
 
     it('50 concurrent keyed submissions through two instances execute once', async () => {
-      const services = ['one', 'two'].map(
-        (instance) =>
-          new OrderService({
-            store,
-            ownsStore: false,
-            instanceId: `${suite}-${instance}`,
-            delays: { payment: 5, vendor: 5, courier: 5 },
-          }),
+      const services = ['one', 'two'].map((instance) =>
+        testService({
+          store,
+          ownsStore: false,
+          instanceId: `${suite}-${instance}`,
+          delays: { payment: 5, vendor: 5, courier: 5 },
+        }),
       );
       const id = newId();
       const key = newId();
