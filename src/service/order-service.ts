@@ -295,10 +295,20 @@ export class OrderService {
     });
   }
 
+  /**
+   * #answerOf answers for what the ledger did. An outcome that says the service could not
+   * serve the order for now (`unavailable`: the store or the shared pool; `interrupted`: the
+   * instance died) tells when to try again, as every refusal does.
+   */
   #answerOf(submission: Submission): OrderAnswer {
     if (submission === 'idempotency_conflict') return this.#conflict;
     if (submission === 'order_in_progress') return this.#inProgress;
-    return answerOf(submission.outcome, submission.replayed);
+    const answer = answerOf(submission.outcome, submission.replayed);
+    const kind = answer.error?.kind;
+    if (kind === 'unavailable' || kind === 'interrupted') {
+      return { ...answer, retryAfterSeconds: this.admission.retryAfterSeconds };
+    }
+    return answer;
   }
 
   /**
