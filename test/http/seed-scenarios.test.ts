@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { buildTestApp, promiseState, type TestApp } from '../helpers.js';
+import { buildTestApp, type TestApp } from '../helpers.js';
+import { settledAfterMs } from './support.js';
 
 // The scenarios of the service's specification, with the default step delays
 // (payment 150 ms, vendor 200 ms, courier 100 ms). The clock is fake: each scenario says at
@@ -18,25 +19,6 @@ afterEach(async () => {
   testApp = undefined;
   vi.useRealTimers();
 });
-
-/** ranCallbacks lets every callback already queued run: continuations, ticks and I/O. */
-const ranCallbacks = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-
-/**
- * settledAfterMs moves the fake clock one millisecond at a time until `work` has settled,
- * and resolves with the milliseconds that took.
- */
-async function settledAfterMs(work: Promise<unknown>): Promise<number> {
-  let ms = 0;
-  await ranCallbacks();
-  while ((await promiseState(work)) === 'pending') {
-    if (ms >= 10_000) throw new Error('not settled within 10 s of fake time');
-    await vi.advanceTimersByTimeAsync(1);
-    ms++;
-    await ranCallbacks();
-  }
-  return ms;
-}
 
 /** post sends the order to a fresh app; resolves with the answer and when it came. */
 async function post(requestTimeoutMs: number, order: Record<string, unknown>) {

@@ -1,7 +1,8 @@
 import { request, type Agent, type ClientRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { expect } from 'vitest';
+import { expect, vi } from 'vitest';
 import type { App } from '../../src/http/app.js';
+import { promiseState } from '../helpers.js';
 
 /** HttpResult is a response as the HTTP tests compare it: exact status and parsed body. */
 export interface HttpResult {
@@ -46,6 +47,35 @@ export async function waitFor(
     await new Promise((resolve) => setTimeout(resolve, 1));
   }
   return performance.now() - startedAt;
+}
+
+/**
+ * callbacksRan resolves once `work` has settled or 20 turns of the event loop have passed:
+ * enough for the callbacks the app queues (continuations, ticks, immediates, in-process I/O)
+ * without moving any fake clock. Resolves with whether `work` is still pending.
+ */
+async function callbacksRan(work: Promise<unknown>): Promise<boolean> {
+  for (let turn = 0; turn < 20; turn++) {
+    if ((await promiseState(work)) !== 'pending') return false;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return (await promiseState(work)) === 'pending';
+}
+
+/**
+ * settledAfterMs, under fake timers that leave `setImmediate` real, moves the fake clock one
+ * millisecond at a time until `work` has settled (letting the app's callbacks run between
+ * two moves), and resolves with the milliseconds that took: 0 if it settled without time
+ * passing. It rejects if `work` is still pending after `limitMs`.
+ */
+export async function settledAfterMs(work: Promise<unknown>, limitMs = 10_000): Promise<number> {
+  let ms = 0;
+  while (await callbacksRan(work)) {
+    if (ms >= limitMs) throw new Error(`not settled within ${limitMs} ms of fake time`);
+    await vi.advanceTimersByTimeAsync(1);
+    ms++;
+  }
+  return ms;
 }
 
 /** listen starts `app` on a free port of 127.0.0.1 and resolves with the port. */

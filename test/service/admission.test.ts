@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { Semaphore } from '../../src/core/semaphore.js';
 import { sleep } from '../../src/core/sleep.js';
 import { Admission, type Admitted, type Refused } from '../../src/service/admission.js';
@@ -6,8 +6,14 @@ import { MeasuredPool } from '../../src/service/measured-pool.js';
 import { OrderError } from '../../src/order/errors.js';
 import type { Order } from '../../src/order/order.js';
 import type { Step } from '../../src/order/step.js';
-import { buildTestApp, deferred, flushMicrotasks, type TestApp } from '../helpers.js';
-import { waitFor } from '../http/support.js';
+import {
+  buildTestApp,
+  deferred,
+  flushMicrotasks,
+  type Deferred,
+  type TestApp,
+} from '../helpers.js';
+import { settledAfterMs } from '../http/support.js';
 
 /** refusalKind is the kind of a refusal, or undefined for an admitted order. */
 function refusalKind(result: Admitted | Refused): string | undefined {
@@ -212,19 +218,32 @@ describe('POST /order under admission control', () => {
     testApp = undefined;
   });
 
-  /** Steps that count their starts and wait on a gate, with a one-slot courier pool. */
+  /**
+   * Steps that record their starts and wait on a gate; `allStarted` resolves once the steps
+   * of `count` orders have all started.
+   */
   function gatedSteps() {
     const gate = deferred();
     const started: string[] = [];
+    const names = ['payment', 'vendor', 'courier'];
+    const waiting: { count: number; started: Deferred<void> }[] = [];
+    const allStarted = (count: number): Promise<void> => {
+      const entry = { count, started: deferred() };
+      waiting.push(entry);
+      return entry.started.promise;
+    };
     const steps = (): Step<Order>[] =>
-      ['payment', 'vendor', 'courier'].map((name) => ({
+      names.map((name) => ({
         name,
         run: async (order: Order) => {
           started.push(`${order.id}:${name}`);
+          for (const entry of waiting) {
+            if (started.length === entry.count * names.length) entry.started.resolve();
+          }
           await gate.promise;
         },
       }));
-    return { gate, started, steps };
+    return { gate, started, steps, allStarted };
   }
 
   const order = (id: string) => ({
@@ -234,11 +253,12 @@ describe('POST /order under admission control', () => {
   });
 
   it('refuses an order beyond MAX_INFLIGHT_ORDERS with 503 overloaded and Retry-After, before any step starts, and leaves the orders in flight alone', async () => {
-    const { gate, started, steps } = gatedSteps();
+    const { gate, started, steps, allStarted } = gatedSteps();
     testApp = buildTestApp({ steps, maxInflightOrders: 2 });
     const { app, service } = testApp;
     const inFlight = [app.inject(order('a')), app.inject(order('b'))];
-    await waitFor('both orders admitted', () => service.admission.inflight === 2);
+    await allStarted(2);
+    expect(service.admission.inflight, 'orders admitted').toBe(2);
     const startsBefore = started.length;
 
     const refused = await app.inject(order('c'));
@@ -263,7 +283,13 @@ describe('POST /order under admission control', () => {
   });
 
   it('refuses an order that could not get a courier before its deadline, without attempting payment', async () => {
+    // The pool's hold times, the deadlines and admission all read the fake clock.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance', 'Date'] });
+    onTestFinished(() => {
+      vi.useRealTimers();
+    });
     let payments = 0;
+    let slotTaken = deferred();
     testApp = buildTestApp({
       courierPoolSize: 1,
       requestTimeoutMs: 200,
@@ -280,6 +306,7 @@ describe('POST /order under admission control', () => {
           name: 'courier',
           run: async (order, cancel) => {
             const permit = await courierPool.acquire(cancel);
+            slotTaken.resolve();
             try {
               await sleep(order.delayMs?.courier ?? 0, cancel);
             } finally {
@@ -294,26 +321,35 @@ describe('POST /order under admission control', () => {
       ...order(id),
       payload: { order_id: id, amount: 1, delay_ms: { courier: courierMs } },
     });
-    // A courier is known to hold its slot until its order's 200 ms deadline (less the
-    // moments before it asked for the slot): longer than half that deadline, the
-    // wait admission accepts.
-    expect((await app.inject(courier('warm'))).statusCode).toBe(504);
-    expect(service.courierPool.meanHoldMs).toBeGreaterThan(200 / 2);
+    /** answer moves the clock until `response` comes; resolves with it and the ms it took. */
+    const answer = async (response: ReturnType<typeof app.inject>) => {
+      const ms = await settledAfterMs(response);
+      return { ms, ...(await response) };
+    };
+    // A courier is known to hold its slot until its order's 200 ms deadline: longer than
+    // half that deadline, the wait admission accepts.
+    const warm = await answer(app.inject(courier('warm')));
+    expect([warm.statusCode, warm.ms], 'warm: status, ms').toEqual([504, 200]);
+    expect(service.courierPool.meanHoldMs, 'mean hold').toBe(200);
+    slotTaken = deferred();
     const holding = app.inject(courier('holds-slot'));
-    await waitFor('the slot is held', () => service.courierPool.inUse === 1);
+    await slotTaken.promise;
     const paymentsBefore = payments;
 
-    // Waiting about 200 ms for the slot: past half its 200 ms deadline.
-    const refused = await app.inject(courier('refused'));
+    // Waiting 200 ms for the slot: past half its 200 ms deadline. Refused at once.
+    const refused = await answer(app.inject(courier('refused')));
+    expect(refused.ms, 'refused after ms').toBe(0);
     expect(refused.statusCode).toBe(503);
     expect(refused.headers['retry-after']).toBe('1');
     expect(refused.json<{ error: { kind: string } }>().error.kind).toBe('overloaded');
     expect(payments, 'no payment attempted for the refused order').toBe(paymentsBefore);
     expect(service.courierPool.waiting, 'nothing queued').toBe(0);
 
-    expect((await holding).statusCode).toBe(504);
+    const held = await answer(holding);
+    expect([held.statusCode, held.ms], 'holds-slot: status, ms').toEqual([504, 200]);
     // With the slot free again, the order fits its deadline.
-    expect((await app.inject(courier('fits', 10))).statusCode).toBe(200);
+    const fits = await answer(app.inject(courier('fits', 10)));
+    expect([fits.statusCode, fits.ms], 'fits: status, ms').toEqual([200, 10]);
     expect([service.courierPool.inUse, service.tracker.active]).toEqual([0, 0]);
   });
 
