@@ -1,3 +1,5 @@
+import { tracesExporters, type TracesExporter } from './observability/traces-exporters.js';
+import type { ServiceSettings } from './service/order-service.js';
 import {
   orderStoreKinds,
   storeSyncLevels,
@@ -5,24 +7,20 @@ import {
   type StoreSync,
 } from './store/store-kinds.js';
 
-import { tracesExporters, type TracesExporter } from './observability/traces-exporters.js';
-
 export { orderStoreKinds, storeSyncLevels, type OrderStoreKind, type StoreSync };
 export { tracesExporters, type TracesExporter };
 
-
 /**
- * Config is the service's configuration, read from the environment once at start-up.
+ * Config is the service's configuration, read from the environment once at start-up. The
+ * numbers that shape the order service are its {@link ServiceSettings}, documented there.
  */
-export interface Config {
+export interface Config extends ServiceSettings {
   /** Interface to listen on. */
   readonly host: string;
   /** TCP port to listen on; 0 picks a free port. */
   readonly port: number;
   /** Slots of the courier pool: how many courier assignments may run at once. */
   readonly courierPoolSize: number;
-  /** Deadline of one order, in milliseconds. */
-  readonly requestTimeoutMs: number;
   /** Serves the benchmarks' framework floor, `POST /bench/floor` (BENCH_FLOOR_ROUTE). */
   readonly benchFloorRoute: boolean;
   /** pino log level (LOG_LEVEL): `fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`. */
@@ -33,24 +31,6 @@ export interface Config {
   readonly dashboardEnabled: boolean;
   /** Where traces go, from the standard OTEL_* variables; `none` turns tracing off. */
   readonly tracesExporter: TracesExporter;
-  /** Orders admitted and not yet answered; beyond it new orders get 503 `overloaded`. */
-  readonly maxInflightOrders: number;
-  /**
-   * The longest expected wait admitted while the service is overloaded (an order was refused
-   * in the last {@link overloadWindowMs}).
-   */
-  readonly overloadWaitMs: number;
-  /** How long after a refusal for overload the service counts as overloaded. */
-  readonly overloadWindowMs: number;
-  /** `Retry-After` of a refusal (overloaded, shutting down, store unavailable), in seconds. */
-  readonly retryAfterSeconds: number;
-  /**
-   * How long after its deadline an order whose outcome is not yet recorded is answered
-   * `timeout` anyway: enough for the steps to stop and the store to record the outcome.
-   */
-  readonly answerSlackMs: number;
-  /** How long an aborted order waits for steps that ignore the abort before answering. */
-  readonly abandonGraceMs: number;
   /** How long a shutdown waits for in-flight orders before aborting them. */
   readonly drainTimeoutMs: number;
   /** Time a client has to send the request headers (slowloris bound). */
@@ -77,16 +57,6 @@ export interface Config {
   readonly databaseUrl: string | undefined;
   /** Connections in the PostgreSQL pool. */
   readonly databasePoolSize: number;
-  /** How long an instance's claim on its running orders lasts without renewal. */
-  readonly orderLeaseMs: number;
-  /** Deadline of one compensation attempt. */
-  readonly compensationTimeoutMs: number;
-  /** Attempts per compensation before it is flagged for an operator. */
-  readonly compensationMaxAttempts: number;
-  /** Delay before the first compensation retry; doubles per attempt, with jitter. */
-  readonly compensationRetryBaseMs: number;
-  /** Cap of the compensation retry delay. */
-  readonly compensationRetryMaxMs: number;
   /** Redis URL of the courier pool shared by every instance (REDIS_URL); unset, in-process. */
   readonly redisUrl: string | undefined;
   /** Key prefix of the shared courier pool in Redis: instances with one prefix share it. */

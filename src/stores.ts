@@ -6,7 +6,6 @@ export {
   openSqliteOrderStore,
   SqliteOrderStore,
   type SqliteStoreOptions,
-  type SqliteSync,
 } from './store/sqlite-order-store.js';
 export {
   openPostgresOrderStore,
@@ -16,3 +15,9 @@ export {
 } from './store/postgres-order-store.js';
 export { migrations, type Migration } from './store/postgres-migrations.js';
 export { openOrderStore, type OpenOrderStoreOptions } from './store/open-order-store.js';
+export {
+  orderStoreKinds,
+  storeSyncLevels,
+  type OrderStoreKind,
+  type StoreSync,
+} from './store/store-kinds.js';

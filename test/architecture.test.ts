@@ -20,8 +20,9 @@ const allowed: Readonly<Record<string, readonly string[]>> = {
   service: ['ledger', 'order', 'core'],
   observability: ['ledger', 'order', 'core'],
   http: ['service', 'ledger', 'order', 'core', 'observability'],
-  // The configuration reads the names of the stores and exporters it chooses between.
-  config: ['store', 'observability'],
+  // The configuration names the stores and exporters it chooses between, and its numbers
+  // include the service's settings; nothing inside imports it.
+  config: ['store', 'observability', 'service'],
   // The composition root and the package's entry points see everything.
   root: ['config', 'core', 'order', 'ledger', 'store', 'pool', 'service', 'observability', 'http'],
 };

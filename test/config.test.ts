@@ -86,3 +86,29 @@ describe('loadConfig', () => {
     );
   });
 });
+
+describe('the order store and the workers', () => {
+  const shared = { REDIS_URL: 'redis://127.0.0.1:6379', DATABASE_URL: 'postgres://127.0.0.1/db' };
+
+  it.each(['postgres', 'Postgres', 'POSTGRES', ''])(
+    'WORKERS=2 starts with both URLs and ORDER_STORE=%j (any case, or unset)',
+    (orderStore) => {
+      const config = loadConfig({ ...shared, WORKERS: '2', ORDER_STORE: orderStore });
+      expect(config).toMatchObject({ workers: 2, orderStore: 'postgres' });
+    },
+  );
+
+  it.each([
+    { ORDER_STORE: 'SQLite', DATABASE_URL: shared.DATABASE_URL, REDIS_URL: shared.REDIS_URL },
+    { ORDER_STORE: 'postgres', DATABASE_URL: shared.DATABASE_URL },
+    { REDIS_URL: shared.REDIS_URL },
+  ])('WORKERS=2 refuses a store or pool the workers cannot share: %j', (env) => {
+    expect(() => loadConfig({ ...env, WORKERS: '2' })).toThrow(/^WORKERS=2 needs /);
+  });
+
+  it('takes postgres as the default store when DATABASE_URL is set, sqlite otherwise', () => {
+    expect(loadConfig({ DATABASE_URL: shared.DATABASE_URL }).orderStore).toBe('postgres');
+    expect(loadConfig({}).orderStore).toBe('sqlite');
+    expect(loadConfig({ ORDER_STORE: 'Memory' }).orderStore).toBe('memory');
+  });
+});

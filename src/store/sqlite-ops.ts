@@ -10,6 +10,7 @@ import {
   runColumns,
   type RunRow,
 } from './run-codec.js';
+import type { StoreSync } from './store-kinds.js';
 
 /**
  * SqliteOp is one call of the SQLite store, as sent to the thread that owns the database.
@@ -111,7 +112,7 @@ export type ConnectionRole = 'in-thread' | 'writer-thread' | 'checkpointer';
  */
 export function prepareDatabase(
   db: Database.Database,
-  sync: 'normal' | 'full',
+  sync: StoreSync,
   role: ConnectionRole,
 ): void {
   db.pragma('journal_mode = WAL');

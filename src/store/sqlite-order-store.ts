@@ -17,14 +17,12 @@ import type { SqliteOp, SqliteResult } from './sqlite-ops.js';
 import { asFlag, asRow, asRows, optionalRun } from './sqlite-result.js';
 import type { SqliteTransport } from './sqlite-transport.js';
 import { openWriterThreadTransport } from './writer-thread-transport.js';
-
-/** What a commit survives: `normal`, a crash of the process; `full`, also of the machine. */
-export type SqliteSync = 'normal' | 'full';
+import type { StoreSync } from './store-kinds.js';
 
 export interface SqliteStoreOptions {
   /** Directory of the database (`orders.sqlite`, its write-ahead log, `server.pid`). */
   readonly dataDir: string;
-  readonly sync: SqliteSync;
+  readonly sync: StoreSync;
 }
 
 /**

@@ -1,10 +1,11 @@
 import { Worker } from 'node:worker_threads';
+import type { StoreSync } from './store-kinds.js';
 
 /** StoreThreadData tells a thread of the embedded store (`sqlite-worker`) what to open and do. */
 export interface StoreThreadData {
   /** The database file. */
   readonly path: string;
-  readonly sync: 'normal' | 'full';
+  readonly sync: StoreSync;
   /**
    * `writer`: the thread owns the store's connection and runs its batches; `checkpointer`: it
    * copies the write-ahead log into the database file.
