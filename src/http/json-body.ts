@@ -1,9 +1,10 @@
 import { isUtf8 } from 'node:buffer';
 import type { FastifyInstance } from 'fastify';
+import { statusOf } from './error-catalogue.js';
 
 /** BadBodyError is a body refused before validation; its message is safe to show a client. */
 export class BadBodyError extends Error {
-  readonly statusCode = 400;
+  readonly statusCode = statusOf.bad_request;
 
   constructor(message: string) {
     super(message);

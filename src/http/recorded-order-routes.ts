@@ -2,8 +2,9 @@ import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebo
 import { Type } from '@sinclair/typebox';
 import type { OrderService } from '../service/order-service.js';
 import { sendError } from './error-catalogue.js';
+import { errorResponses, otherErrors, retryAfter } from './error-responses.js';
 import { toRecordedOrder } from './order-mapping.js';
-import { OrderResponse, RecordedOrder, maxOrderIdLength } from './schemas.js';
+import { RecordedOrder, maxOrderIdLength } from './schemas.js';
 
 /**
  * recordedOrderRoutes serves `GET /order/:order_id`: the most recent run of the order as
@@ -16,15 +17,25 @@ export const recordedOrderRoutes: FastifyPluginCallbackTypebox<{ service: OrderS
   { service },
   done,
 ) => {
-  const { stepNames } = service.pipeline;
+  const { stepNames } = service;
   app.get(
     '/order/:order_id',
     {
       schema: {
+        summary: 'An order as recorded',
+        description:
+          "The most recent run of the order: its state, each step's outcome and where the " +
+          'undoing of each step stands (retries after the answer show here).',
         params: Type.Object({
           order_id: Type.String({ minLength: 1, maxLength: maxOrderIdLength }),
         }),
-        response: { 200: RecordedOrder, default: OrderResponse },
+        response: {
+          200: { ...RecordedOrder, description: 'The most recent run of the order.' },
+          ...errorResponses(['bad_request', 'not_found', 'internal', 'unavailable'], {
+            'retry-after': retryAfter('unavailable'),
+          }),
+          default: otherErrors,
+        },
       },
     },
     async (request, reply) => {

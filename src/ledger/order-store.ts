@@ -79,7 +79,8 @@ export interface Compensation {
 }
 
 /** RunState: `running` while an instance owns the run, `finished` once its outcome is recorded. */
-export type RunState = 'running' | 'finished';
+export const runStates = ['running', 'finished'] as const;
+export type RunState = (typeof runStates)[number];
 
 /** OrderRun is one execution of an order, as recorded. */
 export interface OrderRun {

@@ -227,6 +227,11 @@ export class OrderService {
     this.#log = options.logger;
   }
 
+  /** stepNames are the names of the steps of every order, in registration order. */
+  get stepNames(): readonly string[] {
+    return this.pipeline.stepNames;
+  }
+
   /**
    * start recovers what a dead process left running in the store and starts the ledger's
    * background sweep. Rejects if the store fails during that first sweep.

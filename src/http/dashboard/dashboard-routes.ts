@@ -1,10 +1,11 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { FastifyPluginCallback, FastifyReply } from 'fastify';
-import type { RecentOrders, TimelineOrder } from '../../observability/recent-orders.js';
+import type { RecentOrders } from '../../observability/recent-orders.js';
 import type { OrderService } from '../../service/order-service.js';
+import { errorResponses, retryAfter } from '../error-responses.js';
 import { toRecordedOrder } from '../order-mapping.js';
-import type { RecordedOrder } from '../schemas.js';
+import { DashboardState } from '../schemas.js';
 
 export interface DashboardRoutesOptions {
   recentOrders: RecentOrders;
@@ -13,27 +14,7 @@ export interface DashboardRoutesOptions {
   operatorActions: boolean;
 }
 
-/** DashboardState is the body of `GET /dashboard/state`, polled by the page. */
-export interface DashboardState {
-  pool: { size: number; in_use: number; waiting: number };
-  steps_in_flight: number;
-  orders_in_flight: number;
-  orders_total: number;
-  /** Orders settled per second over the last 5 s, counted by the server. */
-  orders_per_second: number;
-  by_kind: Record<string, number>;
-  /** Orders refused before any step ran, since start, by reason. */
-  refused: { overloaded: number; shutting_down: number };
-  /**
-   * Runs with a compensation in progress or flagged for an operator, oldest first, each as
-   * `GET /order/:order_id` shows it.
-   */
-  attention: RecordedOrder[];
-  /** Whether the operator actions (settling a flag) are enabled. */
-  operator_actions: boolean;
-  /** Recent settled orders, newest first. */
-  timeline: TimelineOrder[];
-}
+export type { DashboardState };
 
 /** How many runs needing attention the dashboard lists. */
 const attentionLimit = 20;
@@ -59,7 +40,7 @@ export const dashboardRoutes: FastifyPluginCallback<DashboardRoutesOptions> = (
   { recentOrders, service, operatorActions },
   done,
 ) => {
-  const { stepNames } = service.pipeline;
+  const { stepNames } = service;
   const assets = loadAssets();
   const serve =
     (asset: Asset) =>
@@ -69,28 +50,54 @@ export const dashboardRoutes: FastifyPluginCallback<DashboardRoutesOptions> = (
         .header('content-security-policy', contentSecurityPolicy)
         .header('cache-control', 'no-cache')
         .send(asset.body);
-  app.get('/', serve(assets.page));
-  app.get('/dashboard/dashboard.js', serve(assets.script));
-  app.get('/dashboard/dashboard.css', serve(assets.style));
-  app.get('/favicon.ico', serve(assets.icon));
-  app.get('/dashboard/favicon.svg', serve(assets.icon));
-  app.get('/dashboard/state', async (_request, reply): Promise<DashboardState> => {
-    void reply.header('cache-control', 'no-store');
-    const load = service.load();
-    const attention = await service.openCompensations(attentionLimit);
-    return {
-      pool: { size: load.pool.size, in_use: load.pool.inUse, waiting: load.pool.waiting },
-      steps_in_flight: load.stepsInFlight,
-      orders_in_flight: load.ordersInFlight,
-      orders_total: recentOrders.total,
-      orders_per_second: recentOrders.perSecond(),
-      by_kind: recentOrders.byKind(),
-      refused: { ...load.refused },
-      attention: attention.map((run) => toRecordedOrder(run, stepNames)),
-      operator_actions: operatorActions,
-      timeline: recentOrders.timeline(),
-    };
-  });
+  const page = {
+    summary: 'The dashboard',
+    description:
+      'A live page of the service: the courier pool, the steps in flight, the outcomes by ' +
+      'kind and a timeline of recent orders, read from `GET /dashboard/state`.',
+    response: {
+      200: {
+        description: 'The dashboard page.',
+        content: { 'text/html': { schema: { type: 'string' } } },
+      },
+    },
+  };
+  // The page's own script, style and icon are no part of the API.
+  const staticFile = { hide: true };
+  app.get('/', { schema: page }, serve(assets.page));
+  app.get('/dashboard/dashboard.js', { schema: staticFile }, serve(assets.script));
+  app.get('/dashboard/dashboard.css', { schema: staticFile }, serve(assets.style));
+  app.get('/favicon.ico', { schema: staticFile }, serve(assets.icon));
+  app.get('/dashboard/favicon.svg', { schema: staticFile }, serve(assets.icon));
+  const state = {
+    summary: "The dashboard's state",
+    description: 'What the dashboard shows, polled by its page.',
+    response: {
+      200: { ...DashboardState, description: 'The state of the service now.' },
+      ...errorResponses(['internal', 'unavailable'], { 'retry-after': retryAfter('unavailable') }),
+    },
+  };
+  app.get(
+    '/dashboard/state',
+    { schema: state },
+    async (_request, reply): Promise<DashboardState> => {
+      void reply.header('cache-control', 'no-store');
+      const load = service.load();
+      const attention = await service.openCompensations(attentionLimit);
+      return {
+        pool: { size: load.pool.size, in_use: load.pool.inUse, waiting: load.pool.waiting },
+        steps_in_flight: load.stepsInFlight,
+        orders_in_flight: load.ordersInFlight,
+        orders_total: recentOrders.total,
+        orders_per_second: recentOrders.perSecond(),
+        by_kind: recentOrders.byKind(),
+        refused: { ...load.refused },
+        attention: attention.map((run) => toRecordedOrder(run, stepNames)),
+        operator_actions: operatorActions,
+        timeline: recentOrders.timeline(),
+      };
+    },
+  );
   done();
 };
 
