@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import type { ConnectionError, FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { errorBody, sendError, statusOf, type HttpErrorKind } from './error-catalogue.js';
 import { BadBodyError } from './json-body.js';
+import { controlCharacters, maxOrderIdLength } from './schemas.js';
 import { ServiceUnavailable } from '../service/order-service.js';
 
 /** The largest request body accepted, in bytes. */
@@ -27,11 +28,26 @@ export function answerRequestError(
 ): FastifyReply {
   if (error instanceof ServiceUnavailable) {
     // The service logged the store's error; the client learns only when to retry.
-    return sendError(reply, error.kind, error.message, error.retryAfterSeconds);
+    return sendError(reply, error.kind, error.message, {
+      retryAfterSeconds: error.retryAfterSeconds,
+    });
   }
   const { kind, message } = classifyRequestError(error);
   if (statusOf[kind] >= 500) request.log.error({ err: error }, 'request failed');
-  return sendError(reply, kind, message);
+  return sendError(reply, kind, message, { orderId: readableOrderId(request.body) });
+}
+
+/**
+ * readableOrderId is the `order_id` of a parsed body that failed validation, when it is one
+ * the service would accept: a string of 1 to {@link maxOrderIdLength} characters without
+ * control characters. Anything else is not echoed back.
+ */
+function readableOrderId(body: unknown): string | undefined {
+  if (typeof body !== 'object' || body === null || !('order_id' in body)) return undefined;
+  const orderId = body.order_id;
+  if (typeof orderId !== 'string' || orderId.length === 0) return undefined;
+  if (orderId.length > maxOrderIdLength || controlCharacters.test(orderId)) return undefined;
+  return orderId;
 }
 
 /**

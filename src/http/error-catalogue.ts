@@ -42,28 +42,35 @@ export const statusOf: Readonly<Record<HttpErrorKind, number>> = {
   timeout: 504,
 };
 
-/** ErrorBody is the JSON body of a request that failed before an order ran. */
+/**
+ * ErrorBody is the JSON body of a request that failed before an order ran, with the
+ * request's `order_id` when it had a readable one.
+ */
 export interface ErrorBody {
   status: 'error';
+  order_id?: string;
   error: { kind: HttpErrorKind; message: string };
 }
 
 /** errorBody builds the {@link ErrorBody} of `kind`; `message` must be safe to show a client. */
-export function errorBody(kind: HttpErrorKind, message: string): ErrorBody {
-  return { status: 'error', error: { kind, message } };
+export function errorBody(kind: HttpErrorKind, message: string, orderId?: string): ErrorBody {
+  return orderId === undefined
+    ? { status: 'error', error: { kind, message } }
+    : { status: 'error', order_id: orderId, error: { kind, message } };
 }
 
 /**
  * sendError answers `reply` with the error body of `kind` and its status from
- * {@link statusOf}, and with `Retry-After` when `retryAfterSeconds` is given: the one way a
- * route answers an error. `message` must be safe to show a client.
+ * {@link statusOf}, with `Retry-After` when `retryAfterSeconds` is given and `order_id` when
+ * `orderId` is: the one way a route answers an error. `message` must be safe to show a client.
  */
 export function sendError(
   reply: FastifyReply,
   kind: HttpErrorKind,
   message: string,
-  retryAfterSeconds?: number,
+  options: { readonly retryAfterSeconds?: number; readonly orderId?: string | undefined } = {},
 ): FastifyReply {
+  const { retryAfterSeconds, orderId } = options;
   if (retryAfterSeconds !== undefined) void reply.header('retry-after', String(retryAfterSeconds));
-  return reply.code(statusOf[kind]).send(errorBody(kind, message));
+  return reply.code(statusOf[kind]).send(errorBody(kind, message, orderId));
 }

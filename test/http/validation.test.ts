@@ -14,14 +14,17 @@ afterEach(async () => {
   await app.close();
 });
 
-function badRequest(message: string): unknown {
-  return { status: 'error', error: { kind: 'bad_request', message } };
+function badRequest(message: string, orderId?: string): unknown {
+  return orderId === undefined
+    ? { status: 'error', error: { kind: 'bad_request', message } }
+    : { status: 'error', order_id: orderId, error: { kind: 'bad_request', message } };
 }
 
 const valid = { order_id: 'order-1', amount: 1999 };
 
 describe('POST /order rejects bad input with 400 bad_request naming the problem', () => {
-  const cases: { name: string; payload: string; message: string }[] = [
+  // Each case names the order_id its error carries: the body's, when it had a readable one.
+  const cases: { name: string; payload: string; message: string; orderId?: string }[] = [
     { name: 'invalid JSON', payload: '{"order_id": "a", ', message: 'body is not valid JSON' },
     {
       name: 'more than one JSON value',
@@ -36,11 +39,13 @@ describe('POST /order rejects bad input with 400 bad_request naming the problem'
     {
       name: 'an unknown top-level field',
       payload: JSON.stringify({ ...valid, coupon: 'FREE' }),
+      orderId: 'order-1',
       message: 'body has an unknown field "coupon"',
     },
     {
       name: 'an unknown field inside delay_ms',
       payload: JSON.stringify({ ...valid, delay_ms: { payment: 1, refund: 2 } }),
+      orderId: 'order-1',
       message: 'body/delay_ms has an unknown field "refund"',
     },
     {
@@ -86,71 +91,84 @@ describe('POST /order rejects bad input with 400 bad_request naming the problem'
     {
       name: 'a missing amount',
       payload: JSON.stringify({ order_id: 'a' }),
+      orderId: 'a',
       message: "body must have required property 'amount'",
     },
     {
       name: 'a zero amount',
       payload: JSON.stringify({ ...valid, amount: 0 }),
+      orderId: 'order-1',
       message: 'body/amount must be >= 1',
     },
     {
       name: 'a negative amount',
       payload: JSON.stringify({ ...valid, amount: -5 }),
+      orderId: 'order-1',
       message: 'body/amount must be >= 1',
     },
     {
       name: 'a non-integer amount',
       payload: JSON.stringify({ ...valid, amount: 19.99 }),
+      orderId: 'order-1',
       message: 'body/amount must be integer',
     },
     {
       name: 'an amount given as a string',
       payload: JSON.stringify({ ...valid, amount: '1999' }),
+      orderId: 'order-1',
       message: 'body/amount must be integer',
     },
     {
       name: 'an amount of null',
       payload: JSON.stringify({ ...valid, amount: null }),
+      orderId: 'order-1',
       message: 'body/amount must be integer',
     },
     {
       name: 'an amount above Number.MAX_SAFE_INTEGER',
       payload: '{"order_id":"a","amount":9007199254740992}',
+      orderId: 'a',
       message: 'body/amount must be <= 9007199254740991',
     },
     {
       name: 'an unknown fail_step',
       payload: JSON.stringify({ ...valid, fail_step: 'refund' }),
+      orderId: 'order-1',
       message: 'body/fail_step must be equal to one of the allowed values',
     },
     {
       name: 'a delay_ms that is not an object',
       payload: JSON.stringify({ ...valid, delay_ms: 100 }),
+      orderId: 'order-1',
       message: 'body/delay_ms must be object',
     },
     {
       name: 'a delay_ms value that is not an integer',
       payload: JSON.stringify({ ...valid, delay_ms: { payment: 1.5 } }),
+      orderId: 'order-1',
       message: 'body/delay_ms/payment must be integer',
     },
     {
       name: 'a delay_ms value given as a string',
       payload: JSON.stringify({ ...valid, delay_ms: { courier: '10' } }),
+      orderId: 'order-1',
       message: 'body/delay_ms/courier must be integer',
     },
     {
       name: 'a negative delay_ms value',
       payload: JSON.stringify({ ...valid, delay_ms: { vendor: -1 } }),
+      orderId: 'order-1',
       message: 'body/delay_ms/vendor must be >= 0',
     },
     {
       name: 'a delay_ms value above 60000',
       payload: JSON.stringify({ ...valid, delay_ms: { courier: 60_001 } }),
+      orderId: 'order-1',
       message: 'body/delay_ms/courier must be <= 60000',
     },
   ];
 
-  it.each(cases)('$name', async ({ payload, message }) => {
+  it.each(cases)('$name', async ({ payload, message, orderId }) => {
     const response = await app.inject({
       method: 'POST',
       url: '/order',
@@ -159,7 +177,7 @@ describe('POST /order rejects bad input with 400 bad_request naming the problem'
     });
     expect(response.statusCode).toBe(400);
     expect(response.headers['content-type']).toMatch(/^application\/json/);
-    expect(response.json()).toStrictEqual(badRequest(message));
+    expect(response.json()).toStrictEqual(badRequest(message, orderId));
     // Rejected input never reaches the pipeline.
     expect(service.tracker.started).toBe(0);
   });
