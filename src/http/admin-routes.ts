@@ -3,7 +3,8 @@ import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebo
 import { Type } from '@sinclair/typebox';
 import type { OrderService } from '../service/order-service.js';
 import { sendError } from './error-catalogue.js';
-import { OrderResponse } from './schemas.js';
+import { errorResponses, otherErrors, retryAfter } from './error-responses.js';
+import { statusBody } from './schemas.js';
 
 export interface AdminRoutesOptions {
   service: OrderService;
@@ -28,11 +29,29 @@ export const adminRoutes: FastifyPluginCallbackTypebox<AdminRoutesOptions> = (
     '/admin/runs/:run_id/compensations/:step/settle',
     {
       schema: {
+        summary: 'Settle a flagged compensation',
+        description:
+          'Records that an operator settled by hand the compensation of `step` in run ' +
+          '`run_id`, flagged after its last attempt failed.',
+        security: [{ operatorToken: [] }],
         params: Type.Object({
           run_id: Type.String({ minLength: 1, maxLength: 64 }),
           step: Type.String({ minLength: 1, maxLength: 64 }),
         }),
-        response: { default: OrderResponse },
+        response: {
+          200: statusBody('ok', 'The flag is settled.'),
+          ...errorResponses(
+            ['bad_request', 'unauthorized', 'not_found', 'internal', 'unavailable'],
+            {
+              'www-authenticate': {
+                description: '`Bearer` when a token was required and none valid was given.',
+                kinds: ['unauthorized'],
+              },
+              'retry-after': retryAfter('unavailable'),
+            },
+          ),
+          default: otherErrors,
+        },
       },
     },
     async (request, reply) => {

@@ -10,6 +10,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Observability } from '../observability/observability.js';
 import type { OrderService } from '../service/order-service.js';
 import { adminRoutes } from './admin-routes.js';
+import { benchFloorRoute } from './bench-floor-route.js';
 import { dashboardRoutes } from './dashboard/dashboard-routes.js';
 import {
   answerClientError,
@@ -21,6 +22,7 @@ import { sendError } from './error-catalogue.js';
 import { healthRoutes } from './health-routes.js';
 import { strictJsonBodies } from './json-body.js';
 import { metricsRoute } from './metrics-route.js';
+import { openapiRoute } from './openapi-route.js';
 import { orderRoutes } from './order-routes.js';
 import { recordedOrderRoutes } from './recorded-order-routes.js';
 import { requestLog } from './request-log.js';
@@ -102,12 +104,10 @@ export function buildApp(options: AppOptions): App {
   requestLog(app);
   app.setErrorHandler(answerRequestError);
   app.setNotFoundHandler((_request, reply) => sendError(reply, 'not_found', 'no such route'));
+  // First: the OpenAPI document sees only the routes registered after it.
+  app.register(openapiRoute);
   app.register(healthRoutes, { service: options.service });
-
-  if (options.benchFloorRoute === true) {
-    // Same server, hooks and JSON body parsing as an order; no schema, no order.
-    app.post('/bench/floor', () => ({ status: 'ok' }));
-  }
+  if (options.benchFloorRoute === true) app.register(benchFloorRoute);
 
   const { observability } = options;
   if (observability !== undefined) {

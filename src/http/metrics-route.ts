@@ -1,5 +1,6 @@
 import type { FastifyPluginCallback } from 'fastify';
 import type { OrderMetrics } from '../observability/metrics.js';
+import { errorResponses } from './error-responses.js';
 
 export interface MetricsRouteOptions {
   metrics: OrderMetrics;
@@ -11,7 +12,18 @@ export const metricsRoute: FastifyPluginCallback<MetricsRouteOptions> = (
   { metrics },
   done,
 ) => {
-  app.get('/metrics', async (_request, reply) => {
+  const schema = {
+    summary: 'Metrics',
+    description: 'Every metric of the service, in the Prometheus text format.',
+    response: {
+      200: {
+        description: 'The metrics.',
+        content: { [metrics.registry.contentType]: { schema: { type: 'string' } } },
+      },
+      ...errorResponses(['internal']),
+    },
+  };
+  app.get('/metrics', { schema }, async (_request, reply) => {
     const body = await metrics.scrape();
     return reply.header('content-type', metrics.registry.contentType).send(body);
   });

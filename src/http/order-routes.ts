@@ -2,10 +2,16 @@ import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebo
 import type { FastifyBaseLogger } from 'fastify';
 import { CancelSource } from '../core/cancellation.js';
 import { withOrderId } from '../observability/order-log.js';
-import { OrderError } from '../order/errors.js';
+import { OrderError, errorKinds } from '../order/errors.js';
 import type { OrderAnswer } from '../service/order-answer.js';
 import type { OrderService } from '../service/order-service.js';
 import { sendError, statusOf } from './error-catalogue.js';
+import {
+  errorResponses,
+  otherErrors,
+  retryAfter,
+  type DocumentedHeader,
+} from './error-responses.js';
 import { orderFromBody, toResponse } from './order-mapping.js';
 import { OrderBody, OrderHeaders, OrderResponse } from './schemas.js';
 
@@ -23,6 +29,26 @@ export interface OrderRoutesOptions {
 const orderMethods = ['GET', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const;
 
 /**
+ * Every error kind `POST /order` may answer: any kind of the service's, and those of a
+ * request refused before it reaches the route.
+ */
+const orderErrorKinds = [
+  ...errorKinds,
+  'request_timeout',
+  'payload_too_large',
+  'unsupported_media_type',
+  'headers_too_large',
+] as const;
+
+/** `idempotent-replayed` comes with success and the other final outcomes, which are recorded. */
+const replayedHeader: DocumentedHeader = {
+  description:
+    '`true` when the answer is the recorded outcome of an earlier request with the same ' +
+    '`Idempotency-Key`; absent otherwise.',
+  kinds: ['payment_declined', 'vendor_unavailable', 'no_courier', 'internal'],
+};
+
+/**
  * orderRoutes serves `POST /order`: validate the body and the `Idempotency-Key`, hand the
  * order to the service with the client's connection as its parent cancellation, and answer
  * with the service's answer and its status. The deadline runs from the moment the request
@@ -38,9 +64,33 @@ export const orderRoutes: FastifyPluginCallbackTypebox<OrderRoutesOptions> = (
     '/order',
     {
       schema: {
+        summary: 'Place an order',
+        description:
+          "Runs the order's steps concurrently and answers with each step's outcome. The " +
+          'first failure or the deadline cancels the other steps and undoes those that ran. ' +
+          'With an `Idempotency-Key`, a repeat of the same request is answered from the ' +
+          'record instead of running again.',
         body: OrderBody,
         headers: OrderHeaders,
-        response: { default: OrderResponse },
+        response: {
+          200: {
+            ...OrderResponse,
+            description: 'The order ran and every step succeeded.',
+            headers: {
+              'idempotent-replayed': { type: 'string', description: replayedHeader.description },
+            },
+          },
+          ...errorResponses(orderErrorKinds, {
+            'idempotent-replayed': replayedHeader,
+            'retry-after': retryAfter(
+              'order_in_progress',
+              'overloaded',
+              'shutting_down',
+              'unavailable',
+            ),
+          }),
+          default: otherErrors,
+        },
       },
       onRequest: (request, _reply, next) => {
         request.receivedAt = performance.now();
@@ -91,7 +141,14 @@ export const orderRoutes: FastifyPluginCallbackTypebox<OrderRoutesOptions> = (
   app.route({
     method: [...orderMethods],
     url: '/order',
-    handler: (_request, reply) =>
+    schema: {
+      summary: 'Orders are placed with POST',
+      description: 'Any other method on `/order` is answered 405 with `Allow: POST`.',
+      response: errorResponses(['method_not_allowed'], {
+        allow: { description: 'The method the path takes: `POST`.', kinds: ['method_not_allowed'] },
+      }),
+    },
+    handler: async (_request, reply) =>
       sendError(reply.header('allow', 'POST'), 'method_not_allowed', 'use POST for /order'),
   });
 
