@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, onTestFinished, vi } from 'vitest';
 import type { DashboardState } from '../../src/http/dashboard/dashboard-routes.js';
 import { RecentOrders } from '../../src/observability/recent-orders.js';
 import type { OrderRecord } from '../../src/observability/order-record.js';
@@ -9,15 +9,23 @@ import {
   type ObservedTestApp,
 } from './observed-app.js';
 
-let current: ObservedTestApp | undefined;
+const built: ObservedTestApp[] = [];
 afterEach(async () => {
-  await current?.app.close();
-  current = undefined;
+  for (const test of built.splice(0)) await test.app.close();
 });
 
 function build(options: Parameters<typeof buildObservedApp>[0] = {}): ObservedTestApp {
-  current = buildObservedApp({ metrics: false, ...options });
-  return current;
+  const test = buildObservedApp({ metrics: false, ...options });
+  built.push(test);
+  return test;
+}
+
+/** fakeClock moves the clock the orders are timed on by hand (timers stay real). */
+function fakeClock(): void {
+  vi.useFakeTimers({ toFake: ['performance'] });
+  onTestFinished(() => {
+    vi.useRealTimers();
+  });
 }
 
 async function state(test: ObservedTestApp): Promise<DashboardState> {
@@ -45,6 +53,7 @@ describe('dashboard', () => {
   });
 
   it('reports the pool, the outcomes by kind and a timeline row per order, newest first', async () => {
+    fakeClock();
     const test = build({ courierPoolSize: 3 });
     await test.app.inject({ method: 'POST', url: '/order', payload: quickOrder });
     await test.app.inject({ method: 'POST', url: '/order', payload: failingOrder });
@@ -64,11 +73,15 @@ describe('dashboard', () => {
       ['vendor', 'canceled'],
       ['courier', 'canceled'],
     ]);
-    // The cancel mark sits after the failure and no later than the last step's end.
-    const payment = failed!.steps[0]!;
-    expect(failed!.canceled_at_ms).toBeGreaterThanOrEqual(payment.end_ms);
-    expect(failed!.canceled_at_ms).toBeLessThanOrEqual(failed!.duration_ms);
-    expect(failed!.steps[2]!.wait_ms).toBeGreaterThanOrEqual(0);
+    // On a clock that does not move, everything happened at 0 ms: the payment failed at once,
+    // the others were canceled then, and the courier got its slot without waiting.
+    expect(failed!.canceled_at_ms, 'canceled at').toBe(0);
+    expect(failed!.duration_ms, 'duration').toBe(0);
+    expect(
+      failed!.steps.map((step) => step.end_ms),
+      'step ends',
+    ).toEqual([0, 0, 0]);
+    expect(failed!.steps[2]!.wait_ms, 'courier wait').toBe(0);
 
     expect(ok!.status).toBe('ok');
     expect(ok!.canceled_at_ms).toBeUndefined();
@@ -76,6 +89,7 @@ describe('dashboard', () => {
   });
 
   it('reports refusals, the rate counted by the server, and runs needing attention', async () => {
+    fakeClock();
     const test = build({ compensationMaxAttempts: 1 });
     test.service.admission.close();
     await test.app.inject({ method: 'POST', url: '/order', payload: quickOrder });
@@ -95,8 +109,10 @@ describe('dashboard', () => {
       },
     });
     await open.service.ledger.idle();
+    expect((await state(open)).orders_per_second, 'during the second it settled in').toBe(0);
+    vi.advanceTimersByTime(1000);
     got = await state(open);
-    expect(got.orders_per_second).toBeGreaterThanOrEqual(0);
+    expect(got.orders_per_second, 'once that second is over: 1 order in 5 s').toBe(0.2);
     expect(got.attention).toHaveLength(1);
     // Each run as GET /order/:order_id shows it: one spelling of a compensation on the wire.
     const recorded = await open.app.inject({ method: 'GET', url: '/order/o-fail' });
@@ -155,6 +171,23 @@ describe('RecentOrders', () => {
     expect(recent.timeline().map((row) => row.order_id)).toEqual(['o6', 'o5', 'o4']);
     expect(recent.total).toBe(7);
     expect(recent.byKind()).toEqual({ ok: 4, timeout: 3 });
+  });
+
+  it.each([
+    { now: 14_999, seconds: '9-13', want: 3 / 5 },
+    { now: 15_000, seconds: '10-14', want: 6 / 5 },
+    { now: 15_999, seconds: '10-14', want: 6 / 5 },
+    { now: 16_000, seconds: '11-15', want: 5 / 5 },
+    { now: 19_999, seconds: '14-18', want: 4 / 5 },
+    { now: 20_000, seconds: '15-19', want: 1 / 5 },
+    { now: 21_000, seconds: '16-20', want: 0 },
+  ])('perSecond at $now ms counts the orders settled in seconds $seconds', ({ now, want }) => {
+    const recent = new RecentOrders(100);
+    // Settled per second: 10 → 2, 11 → 1, 14 → 3, 15 → 1.
+    for (const ms of [10_000, 10_999, 11_500, 14_000, 14_100, 14_200, 15_000]) {
+      recent.record({ ...record('o'), startedAt: ms - 1, durationMs: 1 });
+    }
+    expect(recent.perSecond(now)).toBe(want);
   });
 
   it('rejects a capacity that is not a positive integer', () => {
