@@ -39,8 +39,10 @@ describe("the original's README, verbatim", () => {
     const tookMs = performance.now() - startedAt;
     expect(o3.status).toBe(504);
     expect((o3.body as Answer).error?.kind).toBe('timeout');
-    expect(tookMs).toBeGreaterThanOrEqual(2000);
-    expect(tookMs).toBeLessThan(2000 + 500);
+    // A real process on a shared machine: its 2 s timer starts after the client's clock did,
+    // so the answer cannot come sooner; the upper bound only has to be generous.
+    expect(tookMs, 'not before the deadline').toBeGreaterThanOrEqual(2000);
+    expect(tookMs, 'nor long after it').toBeLessThan(2000 + 500);
 
     // The same order_id again, without an Idempotency-Key: it runs, as in the original.
     const o2again = await curl(
