@@ -1,7 +1,9 @@
 import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import { buildApp } from '../../src/http/app.js';
-import { capturingLogger, testService } from '../helpers.js';
-import { settledAfterMs, waitFor } from '../http/support.js';
+import type { Order } from '../../src/order/order.js';
+import type { Step } from '../../src/order/step.js';
+import { capturingLogger, deferred, testService } from '../helpers.js';
+import { settledAfterMs } from '../http/support.js';
 import { failingOrder } from './observed-app.js';
 
 describe('logs', () => {
@@ -65,21 +67,34 @@ describe('logs', () => {
 
   it('refusals for overload are counted into one line, not a line each', async () => {
     const { logger, lines } = capturingLogger();
-    const service = testService({ maxInflightOrders: 1 });
+    // The first order holds the only place until the test opens its gate.
+    const started = deferred();
+    const gate = deferred();
+    const steps = (): Step<Order>[] => [
+      {
+        name: 'payment',
+        run: () => {
+          started.resolve();
+          return gate.promise;
+        },
+      },
+    ];
+    const service = testService({ maxInflightOrders: 1, steps });
     const app = buildApp({ service, logger });
-    const order = (id: string, courier: number) => ({
+    const order = (id: string) => ({
       method: 'POST' as const,
       url: '/order',
-      payload: { order_id: id, amount: 1, delay_ms: { payment: 1, vendor: 1, courier } },
+      payload: { order_id: id, amount: 1 },
     });
     try {
-      const held = app.inject(order('held', 200));
-      await waitFor('the first order is admitted', () => service.admission.inflight === 1);
+      const held = app.inject(order('held'));
+      await started.promise;
       const refused = await Promise.all([
-        app.inject(order('refused-1', 1)),
-        app.inject(order('refused-2', 1)),
+        app.inject(order('refused-1')),
+        app.inject(order('refused-2')),
       ]);
       expect(refused.map((r) => r.statusCode)).toEqual([503, 503]);
+      gate.resolve();
       expect((await held).statusCode).toBe(200);
     } finally {
       await app.close();
