@@ -1,11 +1,15 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { compensationStatuses, recordedStepStatuses } from '../ledger/order-store.js';
+import { compensationStatuses, recordedStepStatuses, runStates } from '../ledger/order-store.js';
 import { errorKinds } from '../order/errors.js';
 import { stepNames, type StepName } from '../order/order.js';
 import { httpErrorKinds } from './error-catalogue.js';
 
 /** The longest `order_id` accepted, in characters. */
 export const maxOrderIdLength = 128;
+/** C0 and C1 control characters, as a regular expression's character range. */
+const controlCharacterRange = '\\u0000-\\u001F\\u007F-\\u009F';
+/** Finds a control character: none may be in an order id (it ends up in logs and headers). */
+export const controlCharacters = new RegExp(`[${controlCharacterRange}]`);
 /** The longest per-step delay accepted, in milliseconds. */
 export const maxDelayMs = 60_000;
 
@@ -20,7 +24,7 @@ export const OrderBody = Type.Object(
       minLength: 1,
       maxLength: maxOrderIdLength,
       // No C0 or C1 control characters: an order id ends up in logs and headers.
-      pattern: '^[^\\u0000-\\u001F\\u007F-\\u009F]+$',
+      pattern: `^[^${controlCharacterRange}]+$`,
     }),
     amount: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }),
     fail_step: Type.Optional(stepName),
@@ -113,7 +117,7 @@ export const RecordedOrder = Type.Object({
   order_id: Type.String(),
   run_id: Type.String(),
   idempotency_key: Type.Optional(Type.String()),
-  state: literals(['running', 'finished']),
+  state: literals(runStates),
   status: literals(['running', 'ok', 'error']),
   attempt: Type.Integer(),
   error: Type.Optional(Type.Object({ kind: literals(errorKinds), message: Type.String() })),
