@@ -1,3 +1,4 @@
+import type { LightMyRequestResponse } from 'fastify';
 import { afterEach, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { Semaphore } from '../../src/core/semaphore.js';
 import { sleep } from '../../src/core/sleep.js';
@@ -322,7 +323,7 @@ describe('POST /order under admission control', () => {
       payload: { order_id: id, amount: 1, delay_ms: { courier: courierMs } },
     });
     /** answer moves the clock until `response` comes; resolves with it and the ms it took. */
-    const answer = async (response: ReturnType<typeof app.inject>) => {
+    const answer = async (response: Promise<LightMyRequestResponse>) => {
       const ms = await settledAfterMs(response);
       return { ms, ...(await response) };
     };
