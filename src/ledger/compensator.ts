@@ -59,6 +59,15 @@ export class Compensator {
   }
 
   /**
+   * holdsClaim tells whether compensations claimed at `claimedAt` (planned then, or claimed
+   * due then) may still be attempted here: whether an attempt started now reaches its
+   * deadline within {@link claimWindowMs}, before another sweep may claim them.
+   */
+  holdsClaim(claimedAt: number): boolean {
+    return this.#options.now() + this.#options.timeoutMs <= claimedAt + this.claimWindowMs;
+  }
+
+  /**
    * plan lists the compensation of every step of a failed order, in registration order: a
    * step that may have left an effect and can be undone is `pending`, the others are
    * `not_needed`. The pending ones are due after {@link claimWindowMs}: the caller runs them

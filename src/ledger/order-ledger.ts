@@ -76,7 +76,7 @@ export class OrderLedger {
   readonly #executing = new Set<string>();
   /** Submissions not yet answered, awaited by {@link close}. */
   readonly #submissions = new Set<Promise<unknown>>();
-  /** Work that outlives an answer (compensations), awaited by {@link close}. */
+  /** Work that outlives an answer or a sweep (compensations), awaited by {@link close}. */
   readonly #background = new Set<Promise<unknown>>();
   #timer: NodeJS.Timeout | undefined;
   #sweeping: Promise<void> | undefined;
@@ -127,6 +127,7 @@ export class OrderLedger {
       log: this.#log,
       hooks,
       executing: () => [...this.#executing],
+      track: this.#context.track,
     });
   }
 
@@ -281,8 +282,8 @@ export class OrderLedger {
   }
 
   /**
-   * idle resolves once no compensation started after an answer is still running (at once if
-   * none is); compensations that start meanwhile are waited for too.
+   * idle resolves once no compensation started after an answer or by a recovery is still
+   * running (at once if none is); compensations that start meanwhile are waited for too.
    */
   async idle(): Promise<void> {
     while (this.#background.size > 0) await Promise.allSettled([...this.#background]);

@@ -136,6 +136,21 @@ export interface FinishInput {
   readonly now: number;
 }
 
+/** RecoverOrphansInput is what {@link OrderStore.recoverOrphans} takes and records. */
+export interface RecoverOrphansInput {
+  /** The recovering instance: with `anyOwner`, its own runs are left alone. */
+  readonly owner: string;
+  readonly now: number;
+  /** Take every running run of another owner, whatever its lease (an unshared store's start). */
+  readonly anyOwner: boolean;
+  /** The most runs to take. */
+  readonly limit: number;
+  /** The outcome recorded for every run taken. */
+  readonly outcome: RecordedOutcome;
+  /** The compensations recorded for every run taken. */
+  readonly compensations: readonly Compensation[];
+}
+
 /**
  * OrderStore records runs durably. A method resolves once its write is committed (the
  * store may commit the writes of many calls together), or rejects with the store's error,
@@ -210,18 +225,15 @@ export interface OrderStore {
   ): Promise<void>;
 
   /**
-   * claimOrphans takes over running runs whose owner is gone or whose execution broke off:
-   * those whose lease expired before `now` (whoever owns them: an owner renews the leases of
-   * the runs it still executes), or, with `anyOwner`, every running run not owned by `owner`. Each claimed
-   * run gets `owner` and `leaseUntil`, atomically, so two instances never claim the same
-   * run. Resolves with the claimed runs (at most `limit`).
+   * recoverOrphans records as finished, in one atomic write, running runs whose owner is gone
+   * or whose execution broke off: those whose lease expired before `now` (whoever owns them:
+   * an owner renews the leases of the runs it still executes), or, with `anyOwner`, every
+   * running run not owned by `owner`. Each run taken gets `outcome` and `compensations`, and
+   * `now` as its finish time, exactly as {@link finish} would record them. Takes the oldest
+   * first, at most `limit`; of concurrent callers, in this process or another sharing the
+   * store, each run goes to one only. Resolves with the runs taken, as recorded.
    */
-  claimOrphans(
-    owner: string,
-    now: number,
-    leaseUntil: number,
-    options: { readonly anyOwner: boolean; readonly limit: number },
-  ): Promise<OrderRun[]>;
+  recoverOrphans(input: RecoverOrphansInput): Promise<OrderRun[]>;
 
   /**
    * claimDueCompensations takes finished runs with a compensation due (`pending` or

@@ -12,6 +12,7 @@ import type {
   NewRun,
   OrderRun,
   OrderStore,
+  RecoverOrphansInput,
 } from '../ledger/order-store.js';
 import { mayRestart } from '../ledger/restart-rule.js';
 
@@ -51,7 +52,7 @@ export class MemoryOrderStore implements OrderStore {
   readonly #runs = new Map<string, OrderRun>();
   readonly #latestByOrder = new Map<string, string>();
   readonly #byKey = new Map<string, string>();
-  /** Runs in `running` state: the only candidates of {@link claimOrphans}. */
+  /** Runs in `running` state: the only candidates of {@link recoverOrphans}. */
   readonly #running = new Set<string>();
   /** Finished runs with a compensation open or flagged, in the order they became so. */
   readonly #open = new Set<string>();
@@ -111,16 +112,7 @@ export class MemoryOrderStore implements OrderStore {
   finish(input: FinishInput): Promise<boolean> {
     const run = this.#runs.get(input.runId);
     if (run?.state !== 'running' || run.owner !== input.owner) return Promise.resolve(false);
-    this.#replace({
-      ...run,
-      state: 'finished',
-      owner: undefined,
-      leaseUntil: undefined,
-      outcome: input.outcome,
-      compensations: input.compensations,
-      updatedAt: input.now,
-      finishedAt: input.now,
-    });
+    this.#replace(finished(run, input));
     return Promise.resolve(true);
   }
 
@@ -161,24 +153,23 @@ export class MemoryOrderStore implements OrderStore {
     return Promise.resolve();
   }
 
-  claimOrphans(
-    owner: string,
-    now: number,
-    leaseUntil: number,
-    options: { readonly anyOwner: boolean; readonly limit: number },
-  ): Promise<OrderRun[]> {
-    const claimed: OrderRun[] = [];
+  recoverOrphans(input: RecoverOrphansInput): Promise<OrderRun[]> {
+    const orphans: OrderRun[] = [];
     for (const runId of this.#running) {
-      if (claimed.length >= options.limit) break;
+      if (orphans.length >= input.limit) break;
       const run = this.#runs.get(runId);
       if (run === undefined) continue;
-      const expired = run.leaseUntil === undefined || run.leaseUntil < now;
-      if (!expired && !(options.anyOwner && run.owner !== owner)) continue;
-      const taken: OrderRun = { ...run, owner, leaseUntil, updatedAt: now };
-      this.#replace(taken);
-      claimed.push(taken);
+      const expired = run.leaseUntil === undefined || run.leaseUntil < input.now;
+      if (expired || (input.anyOwner && run.owner !== input.owner)) orphans.push(run);
     }
-    return Promise.resolve(claimed);
+    // Recorded after the walk: recording takes a run out of the set being walked.
+    return Promise.resolve(
+      orphans.map((run) => {
+        const recovered = finished(run, input);
+        this.#replace(recovered);
+        return recovered;
+      }),
+    );
   }
 
   claimDueCompensations(now: number, claimUntil: number, limit: number): Promise<OrderRun[]> {
@@ -291,4 +282,21 @@ export class MemoryOrderStore implements OrderStore {
     const key = run.idempotencyKey;
     if (key !== undefined && this.#byKey.get(key) === runId) this.#byKey.delete(key);
   }
+}
+
+/** finished is `run` recorded finished with the outcome and compensations of `input`. */
+function finished(
+  run: OrderRun,
+  input: Pick<FinishInput, 'outcome' | 'compensations' | 'now'>,
+): OrderRun {
+  return {
+    ...run,
+    state: 'finished',
+    owner: undefined,
+    leaseUntil: undefined,
+    outcome: input.outcome,
+    compensations: input.compensations,
+    updatedAt: input.now,
+    finishedAt: input.now,
+  };
 }

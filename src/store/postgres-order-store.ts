@@ -8,6 +8,7 @@ import type {
   NewRun,
   OrderRun,
   OrderStore,
+  RecoverOrphansInput,
 } from '../ledger/order-store.js';
 import { mayRestart } from '../ledger/restart-rule.js';
 import { GroupCommit } from './group-commit.js';
@@ -203,27 +204,37 @@ export class PostgresOrderStore implements OrderStore {
     );
   }
 
-  async claimOrphans(
-    owner: string,
-    now: number,
-    leaseUntil: number,
-    options: { readonly anyOwner: boolean; readonly limit: number },
-  ): Promise<OrderRun[]> {
-    // One UPDATE both selects and takes over: its row locks make two instances' claims
-    // disjoint (SKIP LOCKED leaves a row another instance is claiming to that instance).
-    const claimed = await this.#pool.query<never>(
+  async recoverOrphans(input: RecoverOrphansInput): Promise<OrderRun[]> {
+    const { next_compensation_at, attention } = compensationColumns(input.compensations);
+    // One UPDATE both selects and records the batch. Its row locks make the batches of
+    // concurrent recoverers disjoint: SKIP LOCKED leaves a row another one is taking to it,
+    // and a row it finished meanwhile is read again once unlocked and no longer matches.
+    const recovered = await this.#pool.query<never>(
       `WITH orphans AS (
          SELECT seq FROM order_runs
           WHERE state = 'running'
-            AND (lease_until < $2 OR ($4 AND owner IS DISTINCT FROM $1))
-          ORDER BY seq LIMIT $5
+            AND (lease_until < $2 OR ($3 AND owner IS DISTINCT FROM $1))
+          ORDER BY seq LIMIT $4
           FOR UPDATE SKIP LOCKED)
-       UPDATE order_runs r SET owner = $1, lease_until = $3, updated_at = $2
+       UPDATE order_runs r
+          SET state = 'finished', owner = NULL, lease_until = NULL, error_kind = $5,
+              outcome = $6, compensations = $7, next_compensation_at = $8, attention = $9,
+              updated_at = $2, finished_at = $2
          FROM orphans WHERE r.seq = orphans.seq
        RETURNING ${prefixed('r', runColumns)}`,
-      [owner, now, leaseUntil, options.anyOwner, options.limit],
+      [
+        input.owner,
+        input.now,
+        input.anyOwner,
+        input.limit,
+        input.outcome.error?.kind ?? null,
+        JSON.stringify(input.outcome),
+        JSON.stringify(input.compensations),
+        next_compensation_at,
+        attention,
+      ],
     );
-    return rowsOf(claimed).map(decodeRun);
+    return rowsOf(recovered).map(decodeRun);
   }
 
   async claimDueCompensations(now: number, claimUntil: number, limit: number): Promise<OrderRun[]> {

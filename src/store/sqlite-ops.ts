@@ -1,6 +1,11 @@
 import type Database from 'better-sqlite3';
 import { claimDue, settledFlag } from '../ledger/compensation-rules.js';
-import type { Compensation, FinishInput, NewRun } from '../ledger/order-store.js';
+import type {
+  Compensation,
+  FinishInput,
+  NewRun,
+  RecoverOrphansInput,
+} from '../ledger/order-store.js';
 import { mayRestart } from '../ledger/restart-rule.js';
 import type { ErrorKind } from '../order/errors.js';
 import {
@@ -36,14 +41,7 @@ export type SqliteOp =
       readonly leaseUntil: number;
       readonly now: number;
     }
-  | {
-      readonly kind: 'claimOrphans';
-      readonly owner: string;
-      readonly now: number;
-      readonly leaseUntil: number;
-      readonly anyOwner: boolean;
-      readonly limit: number;
-    }
+  | { readonly kind: 'recoverOrphans'; readonly input: RecoverOrphansInput }
   | {
       readonly kind: 'claimDue';
       readonly now: number;
@@ -183,15 +181,10 @@ export class SqliteExecutor {
       }
       case 'finish': {
         const { input } = op;
-        const columns = compensationColumns(input.compensations);
         const changed = s.finish.run({
           run_id: input.runId,
           owner: input.owner,
-          error_kind: input.outcome.error?.kind ?? null,
-          outcome: JSON.stringify(input.outcome),
-          compensations: JSON.stringify(input.compensations),
-          ...columns,
-          now: input.now,
+          ...finishedColumns(input),
         });
         return changed.changes > 0;
       }
@@ -209,21 +202,13 @@ export class SqliteExecutor {
           s.renew.run({ run_id: runId, owner: op.owner, lease_until: op.leaseUntil, now: op.now });
         }
         return null;
-      case 'claimOrphans': {
-        const orphans = s.orphans.all({
-          now: op.now,
-          any_owner: op.anyOwner ? 1 : 0,
-          owner: op.owner,
-          limit: op.limit,
-        });
-        return orphans.map((row) => {
-          s.claim.run({
-            run_id: row.run_id,
-            owner: op.owner,
-            lease_until: op.leaseUntil,
-            now: op.now,
-          });
-          return { ...row, owner: op.owner, lease_until: op.leaseUntil, updated_at: op.now };
+      case 'recoverOrphans': {
+        const { input } = op;
+        return s.recoverOrphans.all({
+          owner: input.owner,
+          any_owner: input.anyOwner ? 1 : 0,
+          limit: input.limit,
+          ...finishedColumns(input),
         });
       }
       case 'claimDue': {
@@ -278,6 +263,26 @@ export class SqliteExecutor {
   }
 }
 
+/** The assignments that record a run finished, named as {@link finishedColumns} names them. */
+const finishing = `state = 'finished', owner = NULL, lease_until = NULL,
+  error_kind = @error_kind, outcome = @outcome, compensations = @compensations,
+  next_compensation_at = @next_compensation_at, attention = @attention,
+  updated_at = @now, finished_at = @now`;
+
+/** The values of {@link finishing}. */
+type FinishedColumns = ReturnType<typeof finishedColumns>;
+
+/** finishedColumns is how a run finished with `outcome` and `compensations` is written. */
+function finishedColumns(input: Pick<FinishInput, 'outcome' | 'compensations' | 'now'>) {
+  return {
+    error_kind: input.outcome.error?.kind ?? null,
+    outcome: JSON.stringify(input.outcome),
+    compensations: JSON.stringify(input.compensations),
+    ...compensationColumns(input.compensations),
+    now: input.now,
+  };
+}
+
 function prepareStatements(db: Database.Database) {
   const select = `SELECT ${runColumns} FROM order_runs`;
   return {
@@ -290,11 +295,7 @@ function prepareStatements(db: Database.Database) {
     ),
     dropKey: db.prepare(`UPDATE order_runs SET idempotency_key = NULL WHERE run_id = ?`),
     finish: db.prepare(
-      `UPDATE order_runs
-          SET state = 'finished', owner = NULL, lease_until = NULL, error_kind = @error_kind,
-              outcome = @outcome, compensations = @compensations,
-              next_compensation_at = @next_compensation_at, attention = @attention,
-              updated_at = @now, finished_at = @now
+      `UPDATE order_runs SET ${finishing}
         WHERE run_id = @run_id AND owner = @owner AND state = 'running'`,
     ),
     compensations: db.prepare(
@@ -310,14 +311,16 @@ function prepareStatements(db: Database.Database) {
       `UPDATE order_runs SET lease_until = @lease_until, updated_at = @now
         WHERE run_id = @run_id AND owner = @owner AND state = 'running'`,
     ),
-    orphans: db.prepare<[{ now: number; any_owner: number; owner: string; limit: number }], RunRow>(
-      `${select} WHERE state = 'running'
-          AND (lease_until < @now OR (@any_owner = 1 AND owner IS NOT @owner))
-        ORDER BY seq LIMIT @limit`,
-    ),
-    claim: db.prepare(
-      `UPDATE order_runs SET owner = @owner, lease_until = @lease_until, updated_at = @now
-        WHERE run_id = @run_id`,
+    // One statement selects and records the batch; the store's one writer makes it atomic.
+    recoverOrphans: db.prepare<
+      [FinishedColumns & { owner: string; any_owner: number; limit: number }],
+      RunRow
+    >(
+      `UPDATE order_runs SET ${finishing}
+        WHERE seq IN (SELECT seq FROM order_runs WHERE state = 'running'
+                        AND (lease_until < @now OR (@any_owner = 1 AND owner IS NOT @owner))
+                      ORDER BY seq LIMIT @limit)
+        RETURNING ${runColumns}`,
     ),
     due: db.prepare<[{ now: number; limit: number }], RunRow>(
       `${select} WHERE next_compensation_at <= @now

@@ -8,6 +8,7 @@ import type {
   NewRun,
   OrderRun,
   OrderStore,
+  RecoverOrphansInput,
 } from '../ledger/order-store.js';
 import { lockDataDir } from './data-dir-lock.js';
 import { GroupCommit } from './group-commit.js';
@@ -127,14 +128,8 @@ export class SqliteOrderStore implements OrderStore {
     await this.#run({ kind: 'renewLeases', owner, runIds, leaseUntil, now });
   }
 
-  async claimOrphans(
-    owner: string,
-    now: number,
-    leaseUntil: number,
-    options: { readonly anyOwner: boolean; readonly limit: number },
-  ): Promise<OrderRun[]> {
-    const result = await this.#run({ kind: 'claimOrphans', owner, now, leaseUntil, ...options });
-    return asRows(result).map(decodeRun);
+  async recoverOrphans(input: RecoverOrphansInput): Promise<OrderRun[]> {
+    return asRows(await this.#run({ kind: 'recoverOrphans', input })).map(decodeRun);
   }
 
   async claimDueCompensations(now: number, claimUntil: number, limit: number): Promise<OrderRun[]> {
