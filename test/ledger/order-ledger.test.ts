@@ -273,6 +273,33 @@ describe('submit with an idempotency key', () => {
     expect(h.tracker.started, 'steps run').toBe(6);
   });
 
+  it('after a retryable outcome with a flagged compensation the key is order_in_progress until an operator settles the flag, then runs anew', async () => {
+    const h = harness({ compensationMaxAttempts: 1 });
+    h.gates.payment = deferred();
+    h.started.payment = deferred();
+    const order: Order = { id: 'o-6', amount: 1, failCompensation: { vendor: 1 } };
+    const deadline = new CancelSource();
+    const first = h.submit(order, 'k-6', deadline);
+    await h.started.payment.promise;
+    await flushMicrotasks(); // vendor and courier complete
+    deadline.abort(new OrderError('timeout', 'order did not complete within 30 ms'));
+    expect(kindOf(await first), 'first').toBe('timeout');
+    await h.ledger.idle();
+    const run = await h.ledger.get('o-6');
+    expect(statuses(run), 'compensations').toEqual([
+      'not_needed',
+      'compensation_failed',
+      'compensated',
+    ]);
+    expect(await h.submit(order, 'k-6'), 'while flagged').toBe('order_in_progress');
+
+    expect(await h.ledger.settleFlag(run?.runId ?? '', 'vendor'), 'settled').toBe(true);
+    h.gates.payment.resolve();
+    const again = recorded(await h.submit(order, 'k-6'));
+    expect([kindOf(again), again.replayed], 'run anew').toEqual(['ok', false]);
+    expect((await h.ledger.get('o-6'))?.attempt, 'attempt').toBe(2);
+  });
+
   it('a final outcome is replayed and never runs again', async () => {
     const h = harness();
     const order: Order = { id: 'o-5', amount: 1, failStep: 'payment' };
