@@ -1,35 +1,17 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import type { App } from '../../src/http/app.js';
 import type { Order } from '../../src/order/order.js';
 import type { Step } from '../../src/order/step.js';
 import { MemoryOrderStore } from '../../src/store/memory-order-store.js';
-import { buildTestApp, deferred, type TestApp, type TestServiceOptions } from '../helpers.js';
+import { deferred } from '../helpers.js';
+import { closeInstantApps, injectOrder, instantApp } from './support.js';
 
 // GET /order/:order_id: a run as recorded, in the service's shape.
 
-const opened: App[] = [];
-afterEach(async () => {
-  for (const app of opened.splice(0)) await app.close();
-});
-
-function instance(options: TestServiceOptions = {}): TestApp {
-  const made = buildTestApp({ delays: { payment: 0, vendor: 0, courier: 0 }, ...options });
-  opened.push(made.app);
-  return made;
-}
-
-function post(app: App, body: object, key?: string) {
-  return app.inject({
-    method: 'POST',
-    url: '/order',
-    payload: body,
-    headers: key === undefined ? {} : { 'idempotency-key': key },
-  });
-}
+afterEach(closeInstantApps);
 
 describe('GET /order/:order_id', () => {
   it('answers 404 JSON for an unknown order', async () => {
-    const { app } = instance();
+    const { app } = instantApp();
     const answer = await app.inject({ url: '/order/nope' });
     expect(answer.statusCode).toBe(404);
     expect(answer.json()).toStrictEqual({
@@ -39,8 +21,8 @@ describe('GET /order/:order_id', () => {
   });
 
   it('returns the recorded run with its steps and timestamps', async () => {
-    const { app } = instance();
-    await post(app, { order_id: 'g-1', amount: 1 }, 'k-g');
+    const { app } = instantApp();
+    await injectOrder(app, { order_id: 'g-1', amount: 1 }, 'k-g');
     const recorded = (await app.inject({ url: '/order/g-1' })).json<Record<string, unknown>>();
     expect(recorded).toMatchObject({
       order_id: 'g-1',
@@ -67,8 +49,8 @@ describe('GET /order/:order_id', () => {
         },
       },
     ];
-    const { app } = instance({ steps });
-    const running = post(app, { order_id: 'g-2', amount: 1 });
+    const { app } = instantApp({ steps });
+    const running = injectOrder(app, { order_id: 'g-2', amount: 1 });
     await started.promise;
     expect((await app.inject({ url: '/order/g-2' })).json()).toMatchObject({
       state: 'running',
@@ -121,7 +103,7 @@ describe('GET /order/:order_id', () => {
       ],
       now: at + 1000,
     });
-    const { app } = instance({ store, ownsStore: false });
+    const { app } = instantApp({ store, ownsStore: false });
     const answer = await app.inject({ url: '/order/g-3' });
     expect(answer.statusCode).toBe(200);
     expect(answer.json()).toStrictEqual({
@@ -167,9 +149,9 @@ describe('GET /order/:order_id', () => {
   });
 
   it('finds an order whose id has the longest allowed length', async () => {
-    const { app } = instance();
+    const { app } = instantApp();
     const id = 'x'.repeat(128);
-    await post(app, { order_id: id, amount: 1 });
+    await injectOrder(app, { order_id: id, amount: 1 });
     const answer = await app.inject({ url: `/order/${id}` });
     expect(answer.statusCode).toBe(200);
     expect(answer.json()).toMatchObject({ order_id: id, state: 'finished' });
@@ -180,7 +162,7 @@ describe('GET /order/:order_id', () => {
     ['an id longer than the router takes', `/order/${'x'.repeat(5000)}`, /URL is not valid/],
     ['an id that is not valid percent-encoding', '/order/%E0%A4%A', /URL is not valid/],
   ])('answers 400 bad_request in the service shape for %s', async (_case, url, message) => {
-    const { app } = instance();
+    const { app } = instantApp();
     const answer = await app.inject({ url });
     expect(answer.statusCode).toBe(400);
     const body = answer.json<{ status: string; error: { kind: string; message: string } }>();

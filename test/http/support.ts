@@ -1,8 +1,9 @@
 import { request, type Agent, type ClientRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { expect, vi } from 'vitest';
+import type { LightMyRequestResponse } from 'fastify';
 import type { App } from '../../src/http/app.js';
-import { promiseState } from '../helpers.js';
+import { buildTestApp, promiseState, type TestApp, type TestServiceOptions } from '../helpers.js';
 
 /** HttpResult is a response as the HTTP tests compare it: exact status and parsed body. */
 export interface HttpResult {
@@ -76,6 +77,33 @@ export async function settledAfterMs(work: Promise<unknown>, limitMs = 10_000): 
     ms++;
   }
   return ms;
+}
+
+const instantApps: App[] = [];
+
+/**
+ * instantApp builds the real app around a fresh service (see `buildTestApp`) whose simulated
+ * steps take no time; {@link closeInstantApps} closes every one built.
+ */
+export function instantApp(options: TestServiceOptions = {}): TestApp {
+  const made = buildTestApp({ delays: { payment: 0, vendor: 0, courier: 0 }, ...options });
+  instantApps.push(made.app);
+  return made;
+}
+
+/** closeInstantApps closes every app {@link instantApp} built; for `afterEach`. */
+export async function closeInstantApps(): Promise<void> {
+  for (const app of instantApps.splice(0)) await app.close();
+}
+
+/** injectOrder sends `body` to `POST /order` of `app`, with `key` as its Idempotency-Key. */
+export function injectOrder(app: App, body: object, key?: string): Promise<LightMyRequestResponse> {
+  return app.inject({
+    method: 'POST',
+    url: '/order',
+    payload: body,
+    headers: key === undefined ? {} : { 'idempotency-key': key },
+  });
 }
 
 /** listen starts `app` on a free port of 127.0.0.1 and resolves with the port. */
