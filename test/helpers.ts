@@ -8,6 +8,7 @@ import { OrderError } from '../src/order/errors.js';
 import type { StepName } from '../src/order/order.js';
 import type { OrderOutcome, Pipeline } from '../src/order/pipeline.js';
 import { simulatedSteps } from '../src/order/simulated-steps.js';
+import type { Step } from '../src/order/step.js';
 import { serviceSettings } from '../src/server.js';
 import { OrderService, type OrderServiceOptions } from '../src/service/order-service.js';
 import { MemoryOrderStore } from '../src/store/memory-order-store.js';
@@ -27,6 +28,27 @@ export function deferred<T = void>(): Deferred<T> {
     reject = rej;
   });
   return { promise, resolve, reject };
+}
+
+/** GatedStep is a step that says when it starts, then waits until the test opens its gate. */
+export interface GatedStep<Order> {
+  step: Step<Order>;
+  started: Deferred<void>;
+  gate: Deferred<void>;
+}
+
+/** gatedStep makes a {@link GatedStep} named `name`; it ignores its cancellation. */
+export function gatedStep<Order>(name = 'payment'): GatedStep<Order> {
+  const started = deferred();
+  const gate = deferred();
+  const step: Step<Order> = {
+    name,
+    run: () => {
+      started.resolve();
+      return gate.promise;
+    },
+  };
+  return { step, started, gate };
 }
 
 /** flushMicrotasks lets every queued promise continuation run. */

@@ -1,8 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Order } from '../../src/order/order.js';
-import type { Step } from '../../src/order/step.js';
 import { MemoryOrderStore } from '../../src/store/memory-order-store.js';
-import { deferred } from '../helpers.js';
+import { gatedStep } from '../helpers.js';
 import { closeInstantApps, injectOrder, instantApp } from './support.js';
 
 // The Idempotency-Key header as HTTP carries it: how the key is read, and the headers and
@@ -63,29 +62,20 @@ describe('Idempotency-Key', () => {
 
   it('while its order runs on another instance is 409 order_in_progress with Retry-After', async () => {
     const store = new MemoryOrderStore();
-    const gate = deferred();
-    const started = deferred();
-    const steps = (): Step<Order>[] => [
-      {
-        name: 'payment',
-        run: () => {
-          started.resolve();
-          return gate.promise;
-        },
-      },
-    ];
+    const payment = gatedStep<Order>();
+    const steps = () => [payment.step];
     const a = instantApp({ store, ownsStore: false, steps });
     const b = instantApp({ store, ownsStore: false, steps });
     const body = { order_id: 'o-3', amount: 1 };
     const running = injectOrder(a.app, body, 'k-3');
-    await started.promise;
+    await payment.started.promise;
     const busy = await injectOrder(b.app, body, 'k-3');
     expect([busy.statusCode, busy.headers['retry-after']], 'status, Retry-After').toEqual([
       409,
       '1',
     ]);
     expect(busy.json()).toMatchObject({ error: { kind: 'order_in_progress' } });
-    gate.resolve();
+    payment.gate.resolve();
     expect((await running).statusCode).toBe(200);
   });
 

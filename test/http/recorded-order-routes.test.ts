@@ -1,8 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Order } from '../../src/order/order.js';
-import type { Step } from '../../src/order/step.js';
 import { MemoryOrderStore } from '../../src/store/memory-order-store.js';
-import { deferred } from '../helpers.js';
+import { gatedStep } from '../helpers.js';
 import { closeInstantApps, injectOrder, instantApp } from './support.js';
 
 // GET /order/:order_id: a run as recorded, in the service's shape.
@@ -38,26 +37,17 @@ describe('GET /order/:order_id', () => {
   });
 
   it('shows a run still running with each step running', async () => {
-    const gate = deferred();
-    const started = deferred();
-    const steps = (): Step<Order>[] => [
-      {
-        name: 'payment',
-        run: () => {
-          started.resolve();
-          return gate.promise;
-        },
-      },
-    ];
+    const payment = gatedStep<Order>();
+    const steps = () => [payment.step];
     const { app } = instantApp({ steps });
     const running = injectOrder(app, { order_id: 'g-2', amount: 1 });
-    await started.promise;
+    await payment.started.promise;
     expect((await app.inject({ url: '/order/g-2' })).json()).toMatchObject({
       state: 'running',
       status: 'running',
       steps: [{ name: 'payment', status: 'running' }],
     });
-    gate.resolve();
+    payment.gate.resolve();
     await running;
   });
 

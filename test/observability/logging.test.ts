@@ -1,8 +1,7 @@
 import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import { buildApp } from '../../src/http/app.js';
 import type { Order } from '../../src/order/order.js';
-import type { Step } from '../../src/order/step.js';
-import { capturingLogger, deferred, testService } from '../helpers.js';
+import { capturingLogger, gatedStep, testService } from '../helpers.js';
 import { settledAfterMs } from '../http/support.js';
 import { failingOrder } from './observed-app.js';
 
@@ -68,17 +67,8 @@ describe('logs', () => {
   it('refusals for overload are counted into one line, not a line each', async () => {
     const { logger, lines } = capturingLogger();
     // The first order holds the only place until the test opens its gate.
-    const started = deferred();
-    const gate = deferred();
-    const steps = (): Step<Order>[] => [
-      {
-        name: 'payment',
-        run: () => {
-          started.resolve();
-          return gate.promise;
-        },
-      },
-    ];
+    const payment = gatedStep<Order>();
+    const steps = () => [payment.step];
     const service = testService({ maxInflightOrders: 1, steps });
     const app = buildApp({ service, logger });
     const order = (id: string) => ({
@@ -88,13 +78,13 @@ describe('logs', () => {
     });
     try {
       const held = app.inject(order('held'));
-      await started.promise;
+      await payment.started.promise;
       const refused = await Promise.all([
         app.inject(order('refused-1')),
         app.inject(order('refused-2')),
       ]);
       expect(refused.map((r) => r.statusCode)).toEqual([503, 503]);
-      gate.resolve();
+      payment.gate.resolve();
       expect((await held).statusCode).toBe(200);
     } finally {
       await app.close();
