@@ -316,7 +316,7 @@ function observabilityConfig(env: NodeJS.ProcessEnv): ObservabilityConfig {
 }
 
 function tracesExporterVar(env: NodeJS.ProcessEnv): TracesExporter {
-  if (stringVar(env, 'OTEL_SDK_DISABLED', 'false').toLowerCase() === 'true') return 'none';
+  if (boolVar(env, 'OTEL_SDK_DISABLED', false)) return 'none';
   const endpoint =
     stringVar(env, 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', '') ||
     stringVar(env, 'OTEL_EXPORTER_OTLP_ENDPOINT', '');

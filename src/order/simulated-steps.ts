@@ -1,7 +1,7 @@
 import type { Cancellation } from '../core/cancellation.js';
 import type { Pool } from '../core/semaphore.js';
 import { sleep } from '../core/sleep.js';
-import { OrderError } from './errors.js';
+import { OrderError, kindMessage } from './errors.js';
 import type { Order, StepName } from './order.js';
 import type { Step } from './step.js';
 
@@ -58,7 +58,7 @@ export function simulatedSteps(options: SimulatedStepsOptions): Step<Order>[] {
       run: async (order, cancel) => {
         await pause(order.delayMs?.payment ?? delays.payment, cancel);
         if (order.failStep === 'payment') {
-          throw new OrderError('payment_declined', 'payment was declined');
+          throw new OrderError('payment_declined', kindMessage('payment_declined'));
         }
       },
     },
@@ -68,7 +68,7 @@ export function simulatedSteps(options: SimulatedStepsOptions): Step<Order>[] {
       run: async (order, cancel) => {
         await pause(order.delayMs?.vendor ?? delays.vendor, cancel);
         if (order.failStep === 'vendor') {
-          throw new OrderError('vendor_unavailable', 'vendor is unavailable');
+          throw new OrderError('vendor_unavailable', kindMessage('vendor_unavailable'));
         }
       },
     },
@@ -80,7 +80,7 @@ export function simulatedSteps(options: SimulatedStepsOptions): Step<Order>[] {
         try {
           await pause(order.delayMs?.courier ?? delays.courier, cancel);
           if (order.failStep === 'courier') {
-            throw new OrderError('no_courier', 'no courier is available');
+            throw new OrderError('no_courier', kindMessage('no_courier'));
           }
         } finally {
           permit.release();
