@@ -21,7 +21,16 @@ const only = args
   .find((arg) => arg.startsWith('--only='))
   ?.slice('--only='.length)
   .split(',');
-const sectionNames = ['http', 'overload', 'scale-out', 'in-process', 'soak', 'latency', 'memory'];
+const sectionNames = [
+  'http',
+  'overload',
+  'scale-out',
+  'in-process',
+  'soak',
+  'latency',
+  'memory',
+  'recovery',
+];
 
 const run = (command: string, commandArgs: string[]): number => {
   const result = spawnSync(command, commandArgs, { cwd: root, stdio: 'inherit' });

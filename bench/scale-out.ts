@@ -123,7 +123,8 @@ async function wakeUp(count: number): Promise<Row[]> {
   ];
 }
 
-async function withDatabase<T>(work: (url: string) => Promise<T>): Promise<T> {
+/** withDatabase runs `work` with the URL of an empty database of its own, dropped afterwards. */
+export async function withDatabase<T>(work: (url: string) => Promise<T>): Promise<T> {
   const name = `order_pipeline_scale_${process.pid}`;
   const admin = async (sql: string): Promise<void> => {
     const client = new pg.Client({ connectionString: adminUrl });

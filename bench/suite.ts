@@ -6,6 +6,7 @@ import { latencyBenchmarks } from './latency.js';
 import { memoryBenchmarks } from './memory.js';
 import { overloadBenchmark } from './overload.js';
 import { scaleOutBenchmarks } from './scale-out.js';
+import { recoveryBenchmarks } from './recovery.js';
 import type { Row } from './report.js';
 import { soakBenchmark } from './soak.js';
 
@@ -22,6 +23,7 @@ export const sections: Record<string, (options: { quick: boolean }) => Promise<R
   overload: overloadBenchmark,
   memory: memoryBenchmarks,
   'scale-out': scaleOutBenchmarks,
+  recovery: recoveryBenchmarks,
 };
 
 async function main(): Promise<void> {

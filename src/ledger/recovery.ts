@@ -70,36 +70,19 @@ export class Recovery {
   }
 
   /**
-   * recoverOrphans records every orphan failed with kind `interrupted`, a batch per store
-   * write: nothing is known of its steps, so every step is `interrupted` and every step that
-   * can be undone gets a `pending` compensation. Recording first means a second crash cannot
-   * lose them; their compensations start as each batch is recorded, without holding up the
-   * next batch.
+   * recoverOrphans records every orphan failed as {@link interruptedRecord} says, a batch per
+   * store write. Recording first means a second crash cannot lose the compensations; they
+   * start as each batch is recorded, without holding up the next batch.
    */
   async #recoverOrphans(now: number): Promise<void> {
     const { store, compensator, instanceId, stepNames } = this.#options;
     const anyOwner = this.#firstSweep && !store.shared;
-    const compensations = compensator.plan(
-      stepNames.map((name) => ({ name, status: 'interrupted' })),
-      now,
-    );
-    const outcome: RecordedOutcome = {
-      status: 'error',
-      steps: compensations.map((compensation) => ({
-        name: compensation.name,
-        status: 'interrupted',
-        durationMs: 0,
-        compensation: compensation.status,
-      })),
-      error: { kind: 'interrupted', message: kindMessage('interrupted') },
-    };
     const input: RecoverOrphansInput = {
       owner: instanceId,
       now,
       anyOwner,
       limit: recoveryBatch,
-      outcome,
-      compensations,
+      ...interruptedRecord(compensator, stepNames, now),
     };
     for (;;) {
       const recovered = await store.recoverOrphans(input);
@@ -145,4 +128,32 @@ export class Recovery {
       permit.release();
     }
   }
+}
+
+/**
+ * interruptedRecord is what is recorded for a run cut off by the death of the process that
+ * ran it: failed with kind `interrupted`; nothing is known of its steps, so every step is
+ * `interrupted` and every step that can be undone gets a `pending` compensation, planned at
+ * `now` (see {@link Compensator.plan}).
+ */
+export function interruptedRecord(
+  compensator: Compensator,
+  stepNames: readonly string[],
+  now: number,
+): Pick<RecoverOrphansInput, 'outcome' | 'compensations'> {
+  const compensations = compensator.plan(
+    stepNames.map((name) => ({ name, status: 'interrupted' })),
+    now,
+  );
+  const outcome: RecordedOutcome = {
+    status: 'error',
+    steps: compensations.map((compensation) => ({
+      name: compensation.name,
+      status: 'interrupted',
+      durationMs: 0,
+      compensation: compensation.status,
+    })),
+    error: { kind: 'interrupted', message: kindMessage('interrupted') },
+  };
+  return { outcome, compensations };
 }
