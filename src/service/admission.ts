@@ -1,31 +1,48 @@
 import { CancelSource, type Cancellation } from '../core/cancellation.js';
 import { refusalOf, type OrderAnswer } from './order-answer.js';
 import { OrderError, kindMessage } from '../order/errors.js';
+import type { MeasuredPool } from './measured-pool.js';
+import { OrderedTimes, type TimeEntry } from './ordered-times.js';
 
 export interface AdmissionOptions {
   /**
-   * Estimates how long an order admitted now would wait, in milliseconds: for a courier
-   * slot, and for the store around the steps.
+   * The courier pool the orders' steps use, measured: admission reads its slots, holders and
+   * mean hold, and is told of each admitted order's grant through {@link Admitted.courierGranted}.
    */
-  expectedWaitMs: () => number;
+  readonly courierPool: MeasuredPool;
+  /** How long a store write issued now waits before it is committed, in milliseconds. */
+  readonly storeBacklogMs: () => number;
   /** Orders admitted and not yet done; a positive integer or Infinity. A memory guard. */
-  maxInflightOrders: number;
-  /** Sent as `Retry-After` with a refusal; a positive integer, 1 by default. */
-  retryAfterSeconds?: number;
+  readonly maxInflightOrders: number;
+  /** Sent as `Retry-After` with a refusal; a positive integer. */
+  readonly retryAfterSeconds: number;
   /**
-   * The longest expected wait admitted while the service is overloaded (an order was refused
-   * in the last {@link overloadWindowMs}), in milliseconds; 50 by default.
+   * The target of the courier wait (CoDel's): once the wait has stayed above it for
+   * {@link overloadWindowMs}, a standing queue, the wait admitted is at most this, in
+   * milliseconds.
    */
-  overloadedWaitMs?: number;
-  /** How long after a refusal the service counts as overloaded, in milliseconds; 1000 by default. */
-  overloadWindowMs?: number;
-  /** The clock, in milliseconds; `performance.now` by default. */
-  now?: () => number;
+  readonly overloadWaitMs: number;
+  /** How long the courier wait must stay above {@link overloadWaitMs} to count as standing. */
+  readonly overloadWindowMs: number;
+  /** The clock, in milliseconds; `performance.now` by default. The pool's must be the same. */
+  readonly now?: (() => number) | undefined;
 }
 
-/** Admitted is a place taken by one order; {@link release} gives it back. */
+/**
+ * Admitted is a place taken by one order. The service tells it when the order's courier is
+ * granted and when its steps have settled (both optional: an order may end without either),
+ * and {@link release} gives the place back once the order is done.
+ */
 export interface Admitted {
   readonly admitted: true;
+  /**
+   * courierGranted tells that the order holds its courier, after `poolWaitMs` in the pool's
+   * queue: it no longer counts in the queue ahead of later orders. Only the first call counts;
+   * a call after {@link release} does nothing.
+   */
+  courierGranted(poolWaitMs: number): void;
+  /** stepsSettled tells that every step of the order has settled; only the first call counts. */
+  stepsSettled(): void;
   /** release gives the place back once the order is done. Releasing twice throws. */
   release(): void;
 }
@@ -36,29 +53,47 @@ export interface Refused {
   readonly answer: OrderAnswer;
 }
 
+/** Weight of the newest sample in the moving averages: about the last 32 orders count. */
+const sampleWeight = 1 / 32;
 /**
- * Share of an order's remaining time that its expected wait may take. The rest is for its
- * own work and for the estimate's error: under load timers fire late and collections pause
- * the process, so a queue filled up to the deadline would miss it.
+ * How fast the margin forgets its peak, per order measured: it halves in about 700 orders,
+ * so it stands for the worst error of the last thousand or so (a 99.9th percentile).
  */
-const deadlineShare = 0.5;
+const marginDecay = 1 - 1 / 1024;
 
 /**
  * Admission decides, before any step of an order starts, whether the service takes it: it
- * refuses what cannot finish in time. An order is refused with `overloaded` when the
- * expected wait before it can be served (see {@link AdmissionOptions.expectedWaitMs}) exceeds
- * half the time left before its deadline (the rest is for its own work and the estimate's
- * error), or when `maxInflightOrders` orders are in flight (a bound on memory, whatever the
- * estimate says); and with `shutting_down` once {@link close} has been called. A refusal
- * costs a few arithmetic operations and disturbs nothing in flight.
+ * refuses, with `overloaded`, the orders that could not finish before their deadline, and
+ * keeps a standing queue short. With `shutting_down` once {@link close} has been called; and
+ * with `overloaded` any order beyond `maxInflightOrders` in flight, a bound on memory.
  *
- * Overload: once an order has been refused, and until none has been for
- * `overloadWindowMs` (1 s), the wait admitted is at most `overloadedWaitMs` (50 ms), as CoDel
- * keeps a queue short once it stands. More orders are arriving than the couriers can serve,
- * so a longer queue would not serve more of them: it would only make each admitted order wait
- * longer (and keep its memory longer, which the collector pays for on every request, refusals
- * included). A burst or a steady load the couriers keep up with, however long its queue,
- * refuses nothing, so it never meets the shorter limit.
+ * The queue ahead of an order is every order admitted and not yet holding a courier, whether
+ * it has reached the courier pool or is still being recorded (and the pool's waiters of other
+ * instances): an order stops counting when its courier is granted, or when it ends without
+ * one. So a burst is seen as it is admitted, not once it reaches the pool. An order that
+ * finds a courier free is admitted (its deadline not passed). Else its courier wait `w` is
+ * estimated (see {@link #waitMs}), and it is admitted if
+ *
+ *     max(unqueued, w + hold) + finish + margin ≤ time left before its deadline
+ *
+ * where `unqueued` is how long the steps of an order that did not wait took (its own work
+ * other than the courier's), `hold` the mean courier hold, `finish` how long recording an
+ * outcome takes (moving averages of admitted orders), and `margin` the largest recent error
+ * of that prediction: each admitted order's time to done is compared with what was predicted,
+ * and the margin is the peak of the excess, decaying by half in about 700 orders.
+ *
+ * Standing queue: once the courier wait of every order served has stayed above
+ * `overloadWaitMs` for `overloadWindowMs` (CoDel's rule), the wait admitted is at most
+ * `overloadWaitMs`, until no order is left ahead and a courier is free. More orders are
+ * arriving than the couriers serve, so a longer queue would serve no more of them: it would
+ * only make each admitted order wait, and hold its memory, longer. A burst the couriers clear
+ * within the window never meets the cap, and a single refusal never sets it.
+ *
+ * Cold start: before any hold is measured, the hold is the age of the oldest courier held (a
+ * lower bound), and predictions are not scored for the margin.
+ *
+ * A decision costs a few arithmetic operations; a refusal allocates nothing and disturbs
+ * nothing in flight.
  *
  * Draining: {@link close} refuses every new order, {@link drained} resolves once the last
  * admitted order is done, and {@link abortInflight} aborts {@link cancellation}, which every
@@ -67,29 +102,36 @@ const deadlineShare = 0.5;
 export class Admission {
   readonly maxInflightOrders: number;
   readonly retryAfterSeconds: number;
-  readonly overloadedWaitMs: number;
+  readonly overloadWaitMs: number;
   readonly overloadWindowMs: number;
-  readonly #expectedWaitMs: () => number;
+  readonly #pool: MeasuredPool;
+  readonly #storeBacklogMs: () => number;
   readonly #now: () => number;
-  /** When an order was last refused as `overloaded` (by {@link #now}). */
-  #refusedAt = -Infinity;
   readonly #shutdown = new CancelSource();
   #inflight = 0;
+  /** When each order admitted and not holding a courier yet (nor done) was admitted. */
+  readonly #ahead = new OrderedTimes();
   #closed = false;
   #refusedOverloaded = 0;
   #refusedShuttingDown = 0;
+  #refusedStandingQueue = 0;
   #idle: (() => void)[] = [];
   readonly #overloaded: Refused;
   readonly #shuttingDown: Refused;
+  /** From admission to reaching the pool (recording the order's start). */
+  #reachMs = Number.NaN;
+  /** From admission to every step settled, for an order that found a courier free. */
+  #unqueuedMs = Number.NaN;
+  /** From every step settled to done (recording the outcome). */
+  #finishMs = Number.NaN;
+  #marginMs = 0;
+  /** Since when every courier wait has been above the target; NaN when the last was not. */
+  #aboveSince = Number.NaN;
+  #capped = false;
 
   /** Limits outside their ranges throw a RangeError. */
   constructor(options: AdmissionOptions) {
-    const {
-      maxInflightOrders,
-      retryAfterSeconds = 1,
-      overloadedWaitMs = 50,
-      overloadWindowMs = 1000,
-    } = options;
+    const { maxInflightOrders, retryAfterSeconds, overloadWaitMs, overloadWindowMs } = options;
     if (
       maxInflightOrders !== Infinity &&
       (!Number.isSafeInteger(maxInflightOrders) || maxInflightOrders < 1)
@@ -104,7 +146,7 @@ export class Admission {
       );
     }
     for (const [name, value] of [
-      ['overloadedWaitMs', overloadedWaitMs],
+      ['overloadWaitMs', overloadWaitMs],
       ['overloadWindowMs', overloadWindowMs],
     ] as const) {
       if (!Number.isFinite(value) || value < 0) {
@@ -113,9 +155,10 @@ export class Admission {
     }
     this.maxInflightOrders = maxInflightOrders;
     this.retryAfterSeconds = retryAfterSeconds;
-    this.overloadedWaitMs = overloadedWaitMs;
+    this.overloadWaitMs = overloadWaitMs;
     this.overloadWindowMs = overloadWindowMs;
-    this.#expectedWaitMs = options.expectedWaitMs;
+    this.#pool = options.courierPool;
+    this.#storeBacklogMs = options.storeBacklogMs;
     this.#now = options.now ?? (() => performance.now());
     // Refusals are built once: shedding load must not cost an allocation per request.
     this.#overloaded = { admitted: false, answer: refusalOf('overloaded', retryAfterSeconds) };
@@ -130,17 +173,38 @@ export class Admission {
     return this.#inflight;
   }
 
+  /** queued is the number of admitted orders not holding a courier yet and not done. */
+  get queued(): number {
+    return this.#ahead.size;
+  }
+
   /** refused counts the orders refused since start, by kind (read by the metrics). */
   get refused(): { overloaded: number; shutting_down: number } {
     return { overloaded: this.#refusedOverloaded, shutting_down: this.#refusedShuttingDown };
   }
 
   /**
-   * overloaded is true while an order refused as `overloaded` is less than
-   * {@link overloadWindowMs} old: the wait admitted is then at most {@link overloadedWaitMs}.
+   * refusedStandingQueue counts the `overloaded` refusals of orders that would have been
+   * admitted but for the standing-queue cap (the rest could not finish in time, or met the
+   * in-flight bound).
+   */
+  get refusedStandingQueue(): number {
+    return this.#refusedStandingQueue;
+  }
+
+  /** marginMs is the margin added to every prediction (see the class). */
+  get marginMs(): number {
+    return this.#marginMs;
+  }
+
+  /**
+   * overloaded is true while a standing queue caps the wait admitted at
+   * {@link overloadWaitMs}: from when the courier wait has stayed above it for
+   * {@link overloadWindowMs} until no order is left ahead and a courier is free.
    */
   get overloaded(): boolean {
-    return this.#overloadedAt(this.#now());
+    if (this.#capped && this.#ahead.size === 0 && this.#pool.position(0) < 0) this.#uncap();
+    return this.#capped;
   }
 
   /** closed is true once {@link close} has been called: the service is draining. */
@@ -155,35 +219,77 @@ export class Admission {
 
   /**
    * admit takes a place for an order with `remainingMs` left before its deadline, or refuses
-   * it: `shutting_down` once closed, else `overloaded` when it could not finish in time, the
-   * service is overloaded and its wait would exceed {@link overloadedWaitMs}, or the in-flight
-   * bound is reached. A refusal changes nothing but {@link refused} and {@link overloaded}.
+   * it: `shutting_down` once closed; else `overloaded` at the in-flight bound, when it could
+   * not finish in time, or when a standing queue caps the wait (see the class). A refusal
+   * changes nothing but the counts of refusals.
    */
   admit(remainingMs: number): Admitted | Refused {
     if (this.#closed) {
       this.#refusedShuttingDown++;
       return this.#shuttingDown;
     }
+    if (this.#inflight >= this.maxInflightOrders) return this.#refuse();
+    const pool = this.#pool;
+    const ahead = this.#ahead;
     const now = this.#now();
-    let limitMs = remainingMs * deadlineShare;
-    if (this.#overloadedAt(now) && limitMs > this.overloadedWaitMs) {
-      limitMs = this.overloadedWaitMs;
-    }
-    if (this.#inflight >= this.maxInflightOrders || this.#expectedWaitMs() > limitMs) {
-      this.#refusedAt = now;
-      this.#refusedOverloaded++;
-      return this.#overloaded;
+    const position = pool.position(ahead.size);
+    const backlogMs = this.#storeBacklogMs();
+    const reachMs = Math.max(backlogMs, orZero(this.#reachMs));
+    const finishMs = Math.max(backlogMs, orZero(this.#finishMs));
+    const holdMs = pool.holdEstimateMs();
+    const unqueuedMs = orZero(this.#unqueuedMs);
+    let predictedMs: number;
+    if (position < 0) {
+      if (ahead.size === 0 && this.#capped) this.#uncap();
+      if (!(remainingMs > 0)) return this.#refuse();
+      predictedMs = Math.max(unqueuedMs, reachMs + holdMs) + finishMs;
+    } else {
+      const waitMs = Math.max(reachMs, this.#waitMs(position, holdMs, reachMs, now));
+      predictedMs = Math.max(unqueuedMs, waitMs + holdMs) + finishMs;
+      if (predictedMs + this.#marginMs > remainingMs) return this.#refuse();
+      if (waitMs > this.overloadWaitMs && this.#capped) {
+        this.#refusedStandingQueue++;
+        return this.#refuse();
+      }
     }
     this.#inflight++;
-    let released = false;
-    return {
-      admitted: true,
-      release: () => {
-        if (released) throw new Error('Admission: place released twice');
-        released = true;
-        if (--this.#inflight === 0) this.#notifyIdle();
-      },
-    };
+    // A prediction made before holds, unqueued orders and outcomes were measured is a guess:
+    // its error says nothing of the estimate's.
+    const scored = pool.holdsMeasured && this.#unqueuedMs >= 0 && this.#finishMs >= 0;
+    return new Place(
+      this.#measure,
+      ahead.add(now),
+      position < 0,
+      scored ? predictedMs : Number.NaN,
+    );
+  }
+
+  /**
+   * waitMs estimates the courier wait of an order at `position` (see
+   * {@link MeasuredPool.position}, ≥ 0): each slot serves one holder per `holdMs` in turn,
+   * so the order is served in round `⌊position / size⌋`, on the slot that frees up
+   * `position mod size`-th. That is a holder's (see {@link MeasuredPool.residualMs}), or a
+   * free slot's: taken first by an order admitted before and still on its way to the pool,
+   * it frees up once that order has reached the pool (`reachMs` after its admission) and held
+   * its courier. O(1), allocation-free.
+   */
+  #waitMs(position: number, holdMs: number, reachMs: number, now: number): number {
+    const pool = this.#pool;
+    const size = pool.size;
+    const rounds = Math.floor(position / size);
+    const rank = position - rounds * size;
+    const inUse = Math.min(size, pool.inUse);
+    let residualMs: number;
+    if (rank < inUse) {
+      residualMs = pool.residualMs(rank, holdMs);
+    } else {
+      const admittedAt = this.#ahead.nth(rank - inUse);
+      const onItsWayMs = Number.isNaN(admittedAt)
+        ? reachMs
+        : Math.max(0, admittedAt + reachMs - now);
+      residualMs = onItsWayMs + holdMs;
+    }
+    return rounds * holdMs + residualMs;
   }
 
   /** close refuses every order from now on with `shutting_down`. Closing twice does nothing. */
@@ -205,14 +311,114 @@ export class Admission {
     this.#shutdown.abort(new OrderError('shutting_down', kindMessage('shutting_down')));
   }
 
-  /** #overloadedAt tells whether an order was refused as `overloaded` within the window before `now`. */
-  #overloadedAt(now: number): boolean {
-    return now - this.#refusedAt < this.overloadWindowMs;
+  #refuse(): Refused {
+    this.#refusedOverloaded++;
+    return this.#overloaded;
   }
 
-  #notifyIdle(): void {
-    const idle = this.#idle;
-    this.#idle = [];
-    for (const resolve of idle) resolve();
+  #uncap(): void {
+    this.#capped = false;
+    this.#aboveSince = Number.NaN;
+  }
+
+  /**
+   * What a {@link Place} reports, measured into the estimate. Arrow functions in the class
+   * body, so they reach its private state without making it public.
+   */
+  readonly #measure: Measure = {
+    now: () => this.#now(),
+    granted: (place, poolWaitMs) => {
+      this.#ahead.remove(place.entry);
+      const now = this.#now();
+      this.#reachMs = average(this.#reachMs, now - place.admittedAt - poolWaitMs);
+      // CoDel: the queue stands once every wait has been above the target for a window.
+      if (poolWaitMs <= this.overloadWaitMs) {
+        this.#aboveSince = Number.NaN;
+      } else if (Number.isNaN(this.#aboveSince)) {
+        this.#aboveSince = now;
+      } else if (now - this.#aboveSince >= this.overloadWindowMs) {
+        this.#capped = true;
+      }
+    },
+    settled: (place) => {
+      if (place.unqueued) {
+        this.#unqueuedMs = average(this.#unqueuedMs, place.settledAt - place.admittedAt);
+      }
+    },
+    done: (place, granted) => {
+      const now = this.#now();
+      if (!granted) this.#ahead.remove(place.entry);
+      if (place.settledAt >= 0) this.#finishMs = average(this.#finishMs, now - place.settledAt);
+      if (place.predictedMs >= 0) {
+        const errorMs = now - place.admittedAt - place.predictedMs;
+        this.#marginMs = Math.max(errorMs, this.#marginMs * marginDecay);
+      }
+      if (--this.#inflight === 0) {
+        const idle = this.#idle;
+        this.#idle = [];
+        for (const resolve of idle) resolve();
+      }
+    },
+  };
+}
+
+/** orZero is `value`, or 0 for NaN (a quantity not measured yet). */
+function orZero(value: number): number {
+  return Number.isNaN(value) ? 0 : value;
+}
+
+/** average folds `sample` into the moving average `mean` (NaN before the first sample). */
+function average(mean: number, sample: number): number {
+  return Number.isNaN(mean) ? sample : mean + (sample - mean) * sampleWeight;
+}
+
+/** Measure is what admission learns from the places it gave (see {@link Admission}). */
+interface Measure {
+  now(): number;
+  granted(place: Place, poolWaitMs: number): void;
+  settled(place: Place): void;
+  done(place: Place, granted: boolean): void;
+}
+
+/** Place is the {@link Admitted} of one order. */
+class Place implements Admitted {
+  readonly admitted = true;
+  readonly #measure: Measure;
+  /** The order's entry among the orders ahead of later ones, until its courier is granted. */
+  readonly entry: TimeEntry;
+  readonly admittedAt: number;
+  /** Whether a courier was free for the order when it was admitted. */
+  readonly unqueued: boolean;
+  /** The predicted time from admission to done, or NaN when it is not scored. */
+  readonly predictedMs: number;
+  /** When every step settled; NaN until then. */
+  settledAt = Number.NaN;
+  #granted = false;
+  #released = false;
+
+  constructor(measure: Measure, entry: TimeEntry, unqueued: boolean, predictedMs: number) {
+    this.#measure = measure;
+    this.entry = entry;
+    this.admittedAt = entry.time;
+    this.unqueued = unqueued;
+    this.predictedMs = predictedMs;
+  }
+
+  courierGranted(poolWaitMs: number): void {
+    if (this.#granted || this.#released) return;
+    this.#granted = true;
+    this.#measure.granted(this, poolWaitMs);
+  }
+
+  stepsSettled(): void {
+    if (this.settledAt >= 0 || this.#released) return;
+    this.settledAt = this.#measure.now();
+    this.#measure.settled(this);
+  }
+
+  release(): void {
+    if (this.#released) throw new Error('Admission: place released twice');
+    this.#released = true;
+    this.#measure.done(this, this.#granted);
   }
 }

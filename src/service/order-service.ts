@@ -1,4 +1,9 @@
-import { CancelSource, link, type ParentCancellation } from '../core/cancellation.js';
+import {
+  CancelSource,
+  link,
+  type Cancellation,
+  type ParentCancellation,
+} from '../core/cancellation.js';
 import type { Pool } from '../core/semaphore.js';
 import { Tracker } from '../core/tracker.js';
 import { fingerprint } from '../ledger/fingerprint.js';
@@ -10,7 +15,7 @@ import { OrderError, kindMessage, type ErrorKind } from '../order/errors.js';
 import type { Order } from '../order/order.js';
 import { Pipeline, type PipelineObserver } from '../order/pipeline.js';
 import type { Step } from '../order/step.js';
-import { Admission } from './admission.js';
+import { Admission, type Admitted } from './admission.js';
 import { MeasuredPool } from './measured-pool.js';
 import { answerOf, refusalOf, type OrderAnswer } from './order-answer.js';
 
@@ -147,6 +152,8 @@ export class OrderService {
   readonly #unavailable: OrderAnswer;
   readonly #dependenciesReady: () => boolean;
   readonly #log: LedgerLogger | undefined;
+  /** The place of each order admitted and not done, for the pipeline's observer. */
+  readonly #places = new WeakMap<Order, Admitted>();
 
   /**
    * The constructor builds the tracker, the steps, the pipeline, the ledger and the
@@ -155,12 +162,33 @@ export class OrderService {
    * refuses (empty, duplicate names) a TypeError.
    */
   constructor(options: OrderServiceOptions) {
-    this.courierPool = new MeasuredPool(options.courierPool);
+    // Admission counts an order as queued until its courier is granted. The pool sees only
+    // the cancellation its steps share, which the pipeline's observer, told of each order's
+    // start, maps to the order's place.
+    const placeOfSteps = new WeakMap<Cancellation, Admitted>();
+    this.courierPool = new MeasuredPool(options.courierPool, {
+      granted: (cancel, waitedMs) => {
+        if (cancel !== undefined) placeOfSteps.get(cancel)?.courierGranted(waitedMs);
+      },
+    });
     this.tracker = new Tracker();
     this.steps = options.steps(this.courierPool);
+    const places = this.#places;
+    const observer = options.observer;
     this.pipeline = new Pipeline(this.steps, {
       tracker: this.tracker,
-      observer: options.observer,
+      observer: {
+        orderStarted: (order, cancel, startedAt) => {
+          const settled = observer?.orderStarted(order, cancel, startedAt);
+          const place = places.get(order);
+          if (place === undefined) return settled;
+          placeOfSteps.set(cancel, place);
+          return (outcome) => {
+            place.stepsSettled();
+            settled?.(outcome);
+          };
+        },
+      },
       abandonGraceMs: options.abandonGraceMs,
     });
     this.requestTimeoutMs = options.requestTimeoutMs;
@@ -207,17 +235,15 @@ export class OrderService {
       now: options.clock,
       random: options.random,
     });
-    const courierPool = this.courierPool;
-    // An order waits for a courier and waits for the store twice (its start and its outcome
-    // are recorded). Its own work is not estimated: past holds include orders cut off at
-    // their deadline, and counting them would refuse every order after a burst of timeouts
-    // with no order left to show that holds are short again.
+    // An order waits for the store (its start is recorded), for a courier, for its steps and
+    // for the store again (its outcome is recorded): admission measures each.
     this.admission = new Admission({
+      courierPool: this.courierPool,
+      storeBacklogMs: () => store.backlogMs(),
       maxInflightOrders: options.maxInflightOrders,
       retryAfterSeconds: options.retryAfterSeconds,
-      overloadedWaitMs: options.overloadWaitMs,
+      overloadWaitMs: options.overloadWaitMs,
       overloadWindowMs: options.overloadWindowMs,
-      expectedWaitMs: () => courierPool.expectedWaitMs() + 2 * store.backlogMs(),
     });
     // Refusals are built once: they must not cost an allocation per request.
     this.#conflict = refusalOf('idempotency_conflict');
@@ -257,7 +283,9 @@ export class OrderService {
     const unlinkClient = request.parent === undefined ? undefined : link(request.parent, cancel);
     const unlinkShutdown = link(this.admission.cancellation, cancel);
     const { idempotencyKey } = request;
-    const submission = this.ledger.submit(request.order, {
+    const { order } = request;
+    this.#places.set(order, admitted);
+    const submission = this.ledger.submit(order, {
       idempotencyKey,
       fingerprint: idempotencyKey === undefined ? undefined : fingerprint(request.body),
       cancel,
@@ -284,6 +312,7 @@ export class OrderService {
         clearTimeout(slack);
         unlinkClient?.();
         unlinkShutdown();
+        if (this.#places.get(order) === admitted) this.#places.delete(order);
         admitted.release();
       };
       submission.then(

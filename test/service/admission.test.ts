@@ -2,7 +2,12 @@ import type { LightMyRequestResponse } from 'fastify';
 import { afterEach, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { Semaphore } from '../../src/core/semaphore.js';
 import { sleep } from '../../src/core/sleep.js';
-import { Admission, type Admitted, type Refused } from '../../src/service/admission.js';
+import {
+  Admission,
+  type AdmissionOptions,
+  type Admitted,
+  type Refused,
+} from '../../src/service/admission.js';
 import { MeasuredPool } from '../../src/service/measured-pool.js';
 import { OrderError } from '../../src/order/errors.js';
 import type { Order } from '../../src/order/order.js';
@@ -21,138 +26,37 @@ function refusalKind(result: Admitted | Refused): string | undefined {
   return result.admitted ? undefined : result.answer.error?.kind;
 }
 
+/** admissionWith builds an admission over a free pool of 4 with the default limits, and `limits`. */
+function admissionWith(limits: Partial<AdmissionOptions> = {}): Admission {
+  return new Admission({
+    courierPool: new MeasuredPool(new Semaphore(4)),
+    storeBacklogMs: () => 0,
+    maxInflightOrders: 10,
+    retryAfterSeconds: 1,
+    overloadWaitMs: 50,
+    overloadWindowMs: 1000,
+    ...limits,
+  });
+}
+
+// The rule itself (the queue ahead, the prediction, the margin, the standing-queue cap) is
+// tested in admission-rule.test.ts; the estimate against an oracle in admission-oracle.test.ts.
 describe('Admission', () => {
   it.each([0, 1.5, -1, Number.NaN])('rejects a maxInflightOrders of %s', (maxInflightOrders) => {
-    expect(() => new Admission({ expectedWaitMs: () => 0, maxInflightOrders })).toThrow(RangeError);
-  });
-
-  it('refuses with overloaded once the orders in flight reach the limit, and admits again after a release', () => {
-    const admission = new Admission({ expectedWaitMs: () => 0, maxInflightOrders: 2 });
-    const first = admission.admit(1000);
-    const second = admission.admit(1000);
-    const third = admission.admit(1000);
-    expect([first.admitted, second.admitted, third.admitted]).toEqual([true, true, false]);
-    expect(refusalKind(third)).toBe('overloaded');
-    expect(admission.inflight, 'a refusal takes no place').toBe(2);
-    if (first.admitted) first.release();
-    expect(admission.admit(1000).admitted).toBe(true);
+    expect(() => admissionWith({ maxInflightOrders })).toThrow(RangeError);
   });
 
   it.each([
-    { expectedWaitMs: 0, remainingMs: 1, admitted: true },
-    { expectedWaitMs: 499, remainingMs: 1000, admitted: true },
-    { expectedWaitMs: 500, remainingMs: 1000, admitted: true },
-    { expectedWaitMs: 501, remainingMs: 1000, admitted: false },
-    { expectedWaitMs: 10, remainingMs: 0, admitted: false },
-    { expectedWaitMs: 10, remainingMs: -5, admitted: false },
-  ])(
-    'expected $expectedWaitMs ms with $remainingMs ms left: admitted $admitted',
-    ({ expectedWaitMs, remainingMs, admitted }) => {
-      const admission = new Admission({
-        expectedWaitMs: () => expectedWaitMs,
-        maxInflightOrders: 10,
-      });
-      const result = admission.admit(remainingMs);
-      expect(result.admitted, `got ${refusalKind(result) ?? 'admitted'}`).toBe(admitted);
-      if (!admitted) expect(refusalKind(result)).toBe('overloaded');
-      expect(admission.refused.overloaded).toBe(admitted ? 0 : 1);
-    },
-  );
-
-  it.each([
-    { overloadedWaitMs: -1 },
-    { overloadedWaitMs: Number.NaN },
+    { overloadWaitMs: -1 },
+    { overloadWaitMs: Number.NaN },
     { overloadWindowMs: Infinity },
+    { retryAfterSeconds: 0 },
   ])('rejects %o', (limits) => {
-    expect(
-      () => new Admission({ expectedWaitMs: () => 0, maxInflightOrders: 1, ...limits }),
-    ).toThrow(RangeError);
-  });
-
-  describe('once overloaded', () => {
-    /** admission with a clock the test moves and an expected wait the test sets. */
-    function overloadable(): {
-      admission: Admission;
-      admits: (waitMs: number) => boolean;
-      advance: (ms: number) => void;
-    } {
-      let now = 1000;
-      let waitMs = 0;
-      const admission = new Admission({
-        expectedWaitMs: () => waitMs,
-        maxInflightOrders: 1000,
-        overloadedWaitMs: 100,
-        overloadWindowMs: 1000,
-        now: () => now,
-      });
-      return {
-        admission,
-        admits: (wait) => {
-          waitMs = wait;
-          return admission.admit(2000).admitted;
-        },
-        advance: (ms) => {
-          now += ms;
-        },
-      };
-    }
-
-    it('caps the wait admitted until a window passes with no refusal', () => {
-      const { admission, admits, advance } = overloadable();
-      expect(admits(900), 'under half of 2000 ms').toBe(true);
-      expect(admission.overloaded).toBe(false);
-      expect(admits(1001), 'over half of 2000 ms').toBe(false);
-      expect(admission.overloaded).toBe(true);
-      expect(admits(101), 'over the cap').toBe(false);
-      expect(admits(100), 'at the cap').toBe(true);
-      // The refusal of 101 ms restarted the window.
-      advance(999);
-      expect(admits(900)).toBe(false);
-      advance(999);
-      expect(admission.overloaded).toBe(true);
-      advance(1);
-      expect(admission.overloaded).toBe(false);
-      expect(admits(900), 'a window with no refusal: the full limit again').toBe(true);
-      expect(admission.refused.overloaded).toBe(3);
-    });
-
-    it('a standing queue that refuses nothing keeps the full limit', () => {
-      const { admission, admits, advance } = overloadable();
-      for (let i = 0; i < 50; i++) {
-        expect(admits(900)).toBe(true);
-        advance(100);
-      }
-      expect(admission.overloaded).toBe(false);
-    });
-
-    it('a refusal at the in-flight bound counts as overload too', () => {
-      const admission = new Admission({
-        expectedWaitMs: () => 300,
-        maxInflightOrders: 1,
-        now: () => 0,
-      });
-      expect(admission.admit(2000).admitted).toBe(true);
-      expect(admission.admit(2000).admitted).toBe(false);
-      expect(admission.overloaded).toBe(true);
-    });
-
-    it('the cap never raises the deadline limit', () => {
-      const admission = new Admission({
-        expectedWaitMs: () => 60,
-        maxInflightOrders: 10,
-        overloadedWaitMs: 100,
-        now: () => 0,
-      });
-      expect(admission.admit(100).admitted, '60 ms over half of 100 ms').toBe(false);
-      expect(admission.overloaded).toBe(true);
-      // Overloaded, 100 ms is the cap; half of the 100 ms left (50 ms) is still the limit.
-      expect(admission.admit(100).admitted).toBe(false);
-      expect(admission.admit(2000).admitted, 'under the cap').toBe(true);
-    });
+    expect(() => admissionWith(limits)).toThrow(RangeError);
   });
 
   it('releasing a place twice throws and does not free a second place', () => {
-    const admission = new Admission({ expectedWaitMs: () => 0, maxInflightOrders: 1 });
+    const admission = admissionWith({ maxInflightOrders: 1 });
     const place = admission.admit(1000);
     if (!place.admitted) throw new Error('want admitted');
     place.release();
@@ -163,7 +67,7 @@ describe('Admission', () => {
   });
 
   it('close refuses with shutting_down, drained resolves when the last order is released, abortInflight aborts the cancellation', async () => {
-    const admission = new Admission({ expectedWaitMs: () => 0, maxInflightOrders: 10 });
+    const admission = admissionWith();
     const place = admission.admit(1000);
     admission.close();
     const refused = admission.admit(1000);
@@ -178,37 +82,6 @@ describe('Admission', () => {
     if (place.admitted) place.release();
     await done;
     await admission.drained(); // already idle: resolves at once
-  });
-});
-
-describe('MeasuredPool', () => {
-  it('estimates the wait from the mean hold: 0 while a slot is free, then (waiting + 1) / size holds', async () => {
-    let clock = 0;
-    const pool = new MeasuredPool(new Semaphore(2), () => clock);
-    expect(pool.expectedWaitMs()).toBe(0);
-    const a = await pool.acquire();
-    clock = 10;
-    a.release();
-    expect(pool.meanHoldMs).toBe(10);
-    const held = [await pool.acquire(), await pool.acquire()];
-    expect(pool.expectedWaitMs(), 'all slots held, nobody waiting').toBe(5);
-    const queued = [pool.acquire(), pool.acquire(), pool.acquire()];
-    expect(pool.waiting).toBe(3);
-    expect(pool.expectedWaitMs(), '4th in line for 2 slots of 10 ms').toBe(20);
-    for (const permit of held) permit.release();
-    for (const permit of await Promise.all(queued.slice(0, 2))) permit.release();
-    (await queued[2])?.release();
-    expect([pool.inUse, pool.waiting]).toEqual([0, 0]);
-  });
-
-  it('releasing a permit twice throws, as the pool it wraps does', async () => {
-    const pool = new MeasuredPool(new Semaphore(1));
-    const permit = await pool.acquire();
-    permit.release();
-    expect(() => {
-      permit.release();
-    }).toThrow();
-    expect(pool.inUse).toBe(0);
   });
 });
 
@@ -327,8 +200,8 @@ describe('POST /order under admission control', () => {
       const ms = await settledAfterMs(response);
       return { ms, ...(await response) };
     };
-    // A courier is known to hold its slot until its order's 200 ms deadline: longer than
-    // half that deadline, the wait admission accepts.
+    // A courier is known to hold its slot until its order's 200 ms deadline: an order queued
+    // behind one would wait 200 ms, then hold its own.
     const warm = await answer(app.inject(courier('warm')));
     expect([warm.statusCode, warm.ms], 'warm: status, ms').toEqual([504, 200]);
     expect(service.courierPool.meanHoldMs, 'mean hold').toBe(200);
@@ -337,7 +210,7 @@ describe('POST /order under admission control', () => {
     await slotTaken.promise;
     const paymentsBefore = payments;
 
-    // Waiting 200 ms for the slot: past half its 200 ms deadline. Refused at once.
+    // Waiting 200 ms for the slot, then holding it: past its 200 ms deadline. Refused at once.
     const refused = await answer(app.inject(courier('refused')));
     expect(refused.ms, 'refused after ms').toBe(0);
     expect(refused.statusCode).toBe(503);

@@ -1,0 +1,322 @@
+import { describe, expect, it } from 'vitest';
+import { Semaphore } from '../../src/core/semaphore.js';
+import { CancelSource } from '../../src/core/cancellation.js';
+import {
+  Admission,
+  type AdmissionOptions,
+  type Admitted,
+  type Refused,
+} from '../../src/service/admission.js';
+import { MeasuredPool } from '../../src/service/measured-pool.js';
+
+// The admission rule on a clock the test moves, over a real semaphore: what it counts as the
+// queue ahead, what it predicts, when the standing-queue cap holds.
+
+/** Rig is an admission over a measured semaphore of `size` slots, on a clock the test moves. */
+function rig(size: number, options: Partial<AdmissionOptions> = {}) {
+  let now = 1000;
+  let backlogMs = 0;
+  const pool = new MeasuredPool(new Semaphore(size), { now: () => now });
+  const admission = new Admission({
+    courierPool: pool,
+    storeBacklogMs: () => backlogMs,
+    maxInflightOrders: 1000,
+    retryAfterSeconds: 1,
+    overloadWaitMs: 50,
+    overloadWindowMs: 1000,
+    now: () => now,
+    ...options,
+  });
+  const admit = (remainingMs: number): Admitted | undefined => {
+    const result = admission.admit(remainingMs);
+    return result.admitted ? result : undefined;
+  };
+  /**
+   * serve runs one admitted order to its end: it reaches the pool, waits for its courier,
+   * holds it `holdMs`, its steps settle `afterMs` later and its outcome takes `finishMs`.
+   */
+  const serve = async (
+    place: Admitted,
+    { holdMs, afterMs = 0, finishMs = 0 }: { holdMs: number; afterMs?: number; finishMs?: number },
+  ): Promise<void> => {
+    const calledAt = now;
+    const permit = await pool.acquire();
+    place.courierGranted(now - calledAt);
+    await advance(holdMs);
+    permit.release();
+    await advance(afterMs);
+    place.stepsSettled();
+    await advance(finishMs);
+    place.release();
+  };
+  /** timers waiting on the clock: resolved, in order, as advance passes them. */
+  const timers: { at: number; resolve: () => void }[] = [];
+  const advance = (ms: number): Promise<void> =>
+    new Promise((resolve) => {
+      timers.push({ at: now + ms, resolve });
+    });
+  /**
+   * run moves the clock from timer to timer until none is left, or until `until` holds
+   * (checked after each); resolves whether it stopped there.
+   */
+  const run = async (until?: () => boolean): Promise<boolean> => {
+    for (;;) {
+      await new Promise((resolve) => setImmediate(resolve));
+      if (until?.() === true) return true;
+      timers.sort((a, b) => a.at - b.at);
+      const next = timers.shift();
+      if (next === undefined) return false;
+      now = Math.max(now, next.at);
+      next.resolve();
+    }
+  };
+  return {
+    pool,
+    admission,
+    admit,
+    serve,
+    run,
+    setBacklog: (ms: number) => {
+      backlogMs = ms;
+    },
+    tick: (ms: number) => {
+      now += ms;
+    },
+    now: () => now,
+  };
+}
+
+/** warm serves `count` orders one after another, so every quantity is measured. */
+async function warm(r: ReturnType<typeof rig>, count: number, holdMs: number, afterMs = 0) {
+  for (let i = 0; i < count; i++) {
+    const place = r.admit(10_000);
+    if (place === undefined) throw new Error('warm-up order refused');
+    const served = r.serve(place, { holdMs, afterMs });
+    await r.run();
+    await served;
+  }
+}
+
+describe('Admission: the queue ahead', () => {
+  it('counts a burst as it is admitted, before any order of it reaches the pool', async () => {
+    const r = rig(1);
+    await warm(r, 3, 100);
+    // Pool 1, holds of 100 ms, 1000 ms left: order i is served from i × 100 ms, done at
+    // (i + 1) × 100 ms, so orders 0..9 fit and the 11th does not.
+    const admitted = Array.from({ length: 15 }, () => r.admit(1000) !== undefined);
+    expect(admitted.filter(Boolean).length, 'admitted of 15').toBe(10);
+    expect(admitted.slice(0, 10).every(Boolean), 'the first ten').toBe(true);
+    expect(r.admission.queued).toBe(10);
+    expect(r.pool.waiting + r.pool.inUse, 'none has reached the pool').toBe(0);
+  });
+
+  it('an order stops counting when its courier is granted, or when it ends without one', async () => {
+    const r = rig(1);
+    const a = r.admit(1000);
+    const b = r.admit(1000);
+    if (a === undefined || b === undefined) throw new Error('want admitted');
+    expect(r.admission.queued).toBe(2);
+    const permit = await r.pool.acquire();
+    a.courierGranted(0);
+    a.courierGranted(0);
+    expect(r.admission.queued, 'granted once, counted once').toBe(1);
+    b.release();
+    expect(r.admission.queued, 'ended without a courier').toBe(0);
+    b.courierGranted(0);
+    expect(r.admission.queued, 'a grant after the end does nothing').toBe(0);
+    permit.release();
+    a.release();
+    expect([r.admission.queued, r.admission.inflight]).toEqual([0, 0]);
+  });
+
+  it('includes the order’s own work: an order whose steps outlast the courier', async () => {
+    const r = rig(1);
+    // Holds of 100 ms, steps settling 150 ms after the courier: an unqueued order takes 250.
+    await warm(r, 3, 100, 150);
+    const first = r.admit(240);
+    expect(first, 'a free courier is always taken').toBeDefined();
+    // Next: its courier at 100 ms, held until 200, but its other steps take 250 ms.
+    expect(r.admit(249), '249 ms left').toBeUndefined();
+    expect(r.admit(250), '250 ms left').toBeDefined();
+  });
+
+  it('adds the store’s backlog to reaching the pool and recording the outcome', async () => {
+    const r = rig(1);
+    await warm(r, 3, 100);
+    expect(r.admit(1000)).toBeDefined();
+    r.setBacklog(30);
+    // Served after the first (100 ms + 30 to reach it), held 100, recorded in 30.
+    expect(r.admit(259)).toBeUndefined();
+    expect(r.admit(260)).toBeDefined();
+  });
+
+  it('refuses with overloaded at the in-flight bound, and admits again after a release', () => {
+    const r = rig(4, { maxInflightOrders: 2 });
+    const first = r.admission.admit(1000);
+    const second = r.admission.admit(1000);
+    const third = r.admission.admit(1000);
+    expect([first.admitted, second.admitted, third.admitted]).toEqual([true, true, false]);
+    expect((third as Refused).answer.error?.kind).toBe('overloaded');
+    expect(r.admission.inflight, 'a refusal takes no place').toBe(2);
+    expect(r.admission.overloaded, 'a refusal is not a standing queue').toBe(false);
+    if (first.admitted) first.release();
+    expect(r.admission.admit(1000).admitted).toBe(true);
+  });
+
+  it('refuses an order whose deadline has passed even with a courier free, always with the same answer', () => {
+    const r = rig(1);
+    const refusals = [r.admission.admit(0), r.admission.admit(-5)];
+    expect(refusals.map((x) => x.admitted)).toEqual([false, false]);
+    expect(refusals[0], 'one refusal object, no allocation').toBe(refusals[1]);
+    expect(r.admission.admit(1).admitted).toBe(true);
+  });
+});
+
+describe('Admission: cold start', () => {
+  it('before any hold is measured, a hold lasts at least as long as the oldest courier held', async () => {
+    const r = rig(1);
+    const holder = r.admit(1000);
+    if (holder === undefined) throw new Error('want admitted');
+    const permit = await r.pool.acquire();
+    holder.courierGranted(0);
+    expect(r.pool.holdEstimateMs()).toBe(0);
+    r.tick(600);
+    expect(r.pool.holdEstimateMs(), 'held 600 ms so far').toBe(600);
+    // Waits for that holder (at least 0 ms more) then holds at least 600 ms: 600 fits in 600.
+    expect(r.admit(599), '599 ms left').toBeUndefined();
+    expect(r.admit(600), '600 ms left').toBeDefined();
+    permit.release();
+    holder.release();
+  });
+});
+
+describe('Admission: the margin', () => {
+  it('is the worst recent excess of the time to done over the prediction, and decays', async () => {
+    const r = rig(1);
+    await warm(r, 3, 100);
+    expect(r.admission.marginMs).toBe(0);
+    const late = r.admit(10_000);
+    if (late === undefined) throw new Error('want admitted');
+    // Predicted 100 ms; its courier held 140.
+    const served = r.serve(late, { holdMs: 140 });
+    await r.run();
+    await served;
+    expect(r.admission.marginMs).toBeCloseTo(40, 9);
+    await warm(r, 700, 100);
+    const margin = r.admission.marginMs;
+    expect(margin, 'about half after 700 orders on time').toBeGreaterThan(15);
+    expect(margin).toBeLessThan(25);
+  });
+});
+
+describe('Admission: the standing-queue cap', () => {
+  it('caps the wait once every wait has stayed above the target for the window, not before, and lifts once the queue is gone', async () => {
+    const r = rig(1, { overloadWaitMs: 50, overloadWindowMs: 1000 });
+    await warm(r, 3, 100);
+    const start = r.now();
+    // A burst of 20 orders of 100 ms: granted at 0, 100, ..., 1900 ms. The grant at 100 ms is
+    // the first to have waited over 50 ms, so the queue stands from the grant at 1100 ms on.
+    const burst = Array.from({ length: 20 }, () => r.admit(10_000));
+    const served = burst.map((place) => {
+      if (place === undefined) throw new Error('want admitted');
+      return r.serve(place, { holdMs: 100 });
+    });
+    expect(await r.run(() => r.admission.overloaded)).toBe(true);
+    expect(r.now() - start, 'capped at ms').toBe(1100);
+    expect(r.admission.queued, 'orders still ahead').toBe(8);
+    // Capped: an order whose wait would be over 50 ms is refused, though it would fit.
+    expect(r.admit(10_000)).toBeUndefined();
+    expect(r.admission.refusedStandingQueue).toBe(1);
+    await r.run();
+    await Promise.all(served);
+    expect(r.admission.queued).toBe(0);
+    expect(r.admission.overloaded, 'nobody ahead and the courier free').toBe(false);
+    expect(r.admit(10_000)).toBeDefined();
+  });
+
+  it('a burst the couriers clear within the window never sets it', async () => {
+    const r = rig(5, { overloadWaitMs: 50, overloadWindowMs: 1000 });
+    await warm(r, 3, 100);
+    const burst = Array.from({ length: 50 }, () => r.admit(2000));
+    expect(burst.filter((p) => p !== undefined).length).toBe(50);
+    const served = burst.map((place) => {
+      if (place === undefined) throw new Error('want admitted');
+      return r.serve(place, { holdMs: 100 });
+    });
+    await r.run();
+    await Promise.all(served);
+    expect(r.admission.overloaded).toBe(false);
+    expect(r.admission.refused.overloaded).toBe(0);
+  });
+});
+
+describe('MeasuredPool', () => {
+  it('estimates what each holder has left from its age and the mean hold, oldest first', async () => {
+    let clock = 0;
+    const pool = new MeasuredPool(new Semaphore(3), { now: () => clock });
+    expect(pool.position(2), 'a slot free behind 2').toBeLessThan(0);
+    expect(pool.holdEstimateMs(), 'nothing held, nothing measured').toBe(0);
+    const first = await pool.acquire();
+    clock = 10;
+    first.release();
+    expect([pool.meanHoldMs, pool.holdsMeasured]).toEqual([10, true]);
+    const held = [await pool.acquire()];
+    clock = 13;
+    held.push(await pool.acquire());
+    clock = 14;
+    held.push(await pool.acquire());
+    // Ages 4, 1 and 0 ms: 6, 9 and 10 ms left.
+    expect([0, 1, 2].map((rank) => pool.residualMs(rank, 10))).toEqual([6, 9, 10]);
+    expect([pool.position(0), pool.position(4)]).toEqual([0, 4]);
+    // The middle one done out of turn: the others are interpolated between the ends.
+    held[1]?.release();
+    clock = 20;
+    expect([0, 1].map((rank) => pool.residualMs(rank, 10))).toEqual([0, 4]);
+    held[0]?.release();
+    held[2]?.release();
+    expect([pool.inUse, pool.holding]).toEqual([0, 0]);
+  });
+
+  it('tells who was granted a slot and how long it waited in the pool', async () => {
+    let clock = 0;
+    const grants: [unknown, number][] = [];
+    const pool = new MeasuredPool(new Semaphore(1), {
+      now: () => clock,
+      granted: (cancel, waitedMs) => grants.push([cancel, waitedMs]),
+    });
+    const first = new CancelSource();
+    const second = new CancelSource();
+    const held = await pool.acquire(first);
+    const waiting = pool.acquire(second);
+    expect(pool.acquiring).toBe(1);
+    clock = 7;
+    held.release();
+    (await waiting).release();
+    expect(grants).toEqual([
+      [first, 0],
+      [second, 7],
+    ]);
+    expect(pool.acquiring).toBe(0);
+  });
+
+  it('releasing a permit twice throws, as the pool it wraps does, and counts it once', async () => {
+    const pool = new MeasuredPool(new Semaphore(1));
+    const permit = await pool.acquire();
+    permit.release();
+    expect(() => {
+      permit.release();
+    }).toThrow();
+    expect([pool.inUse, pool.holding]).toEqual([0, 0]);
+  });
+
+  it('an aborted acquire is no longer counted as acquiring', async () => {
+    const pool = new MeasuredPool(new Semaphore(1));
+    const held = await pool.acquire();
+    const cancel = new CancelSource();
+    const waiting = pool.acquire(cancel);
+    cancel.abort(new Error('gone'));
+    await expect(waiting).rejects.toThrow('gone');
+    expect([pool.acquiring, pool.waiting]).toEqual([0, 0]);
+    held.release();
+  });
+});
