@@ -10,7 +10,6 @@ export {
 export {
   openPostgresOrderStore,
   PostgresOrderStore,
-  migrate,
   type PostgresStoreOptions,
 } from './store/postgres-order-store.js';
 export { migrations, type Migration } from './store/postgres-migrations.js';

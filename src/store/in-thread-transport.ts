@@ -1,5 +1,4 @@
 import type { Worker } from 'node:worker_threads';
-import Database from 'better-sqlite3';
 import {
   SqliteExecutor,
   isBusy,
@@ -22,6 +21,8 @@ const lockedForMs = 30_000;
  * Rejects if the database cannot be opened, leaving no connection and no thread behind.
  */
 export async function openInThreadTransport(path: string): Promise<SqliteTransport> {
+  // Imported when used: better-sqlite3 is an optional peer dependency of the package.
+  const { default: Database } = await import('better-sqlite3');
   const db = new Database(path);
   let checkpointer: Worker;
   try {

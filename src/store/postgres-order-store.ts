@@ -1,4 +1,4 @@
-import pg from 'pg';
+import type pg from 'pg';
 import type { ErrorKind } from '../order/errors.js';
 import { claimDue, settledFlag } from '../ledger/compensation-rules.js';
 import type {
@@ -12,6 +12,7 @@ import type {
 } from '../ledger/order-store.js';
 import { mayRestart } from '../ledger/restart-rule.js';
 import { GroupCommit } from './group-commit.js';
+import { importDriver } from './import-driver.js';
 import { migrations, type Migration } from './postgres-migrations.js';
 import {
   compensationColumns,
@@ -31,29 +32,10 @@ export interface PostgresStoreOptions {
 /**
  * openPostgresOrderStore connects a pool to PostgreSQL and migrates the schema. Fails with
  * the driver's error if the database is unreachable or the migration fails; the pool is
- * closed then.
+ * closed then. Fails if pg, the store's driver (an optional peer dependency), is not installed.
  */
-export async function openPostgresOrderStore(
-  options: PostgresStoreOptions,
-): Promise<PostgresOrderStore> {
-  const pool = new pg.Pool({
-    connectionString: options.connectionString,
-    max: options.poolSize,
-    // A database that stops answering fails the calls that wait for it, rather than holding
-    // their orders (and their admission) forever.
-    connectionTimeoutMillis: 5_000,
-    query_timeout: 30_000,
-  });
-  // An idle client that loses its connection emits 'error' on the pool; without a listener
-  // that would crash the process. The next query gets a fresh connection.
-  pool.on('error', () => undefined);
-  try {
-    await migrate(pool);
-  } catch (error) {
-    await pool.end();
-    throw error;
-  }
-  return new PostgresOrderStore(pool);
+export function openPostgresOrderStore(options: PostgresStoreOptions): Promise<PostgresOrderStore> {
+  return PostgresOrderStore.open(options);
 }
 
 /** Any number distinct to this schema: serializes migrations of concurrent instances. */
@@ -64,10 +46,7 @@ const migrationLockKey = 6_006_001;
  * transaction, under an advisory lock so instances starting together migrate once. Fails
  * with the database's error, leaving the failed migration unapplied.
  */
-export async function migrate(
-  pool: pg.Pool,
-  all: readonly Migration[] = migrations,
-): Promise<void> {
+async function migrate(pool: pg.Pool, all: readonly Migration[] = migrations): Promise<void> {
   // CREATE TABLE IF NOT EXISTS is not safe against itself run concurrently: under the lock.
   await transaction(pool, async (client) => {
     await client.query('SELECT pg_advisory_xact_lock($1)', [migrationLockKey]);
@@ -112,7 +91,35 @@ export class PostgresOrderStore implements OrderStore {
   readonly #pool: pg.Pool;
   readonly #writes: GroupCommit<GroupedWrite, boolean>;
 
-  constructor(pool: pg.Pool) {
+  /** open is {@link openPostgresOrderStore}. */
+  static async open(options: PostgresStoreOptions): Promise<PostgresOrderStore> {
+    const { default: pg } = await importDriver(
+      'pg',
+      'the PostgreSQL order store',
+      () => import('pg'),
+    );
+    const pool = new pg.Pool({
+      connectionString: options.connectionString,
+      max: options.poolSize,
+      // A database that stops answering fails the calls that wait for it, rather than holding
+      // their orders (and their admission) forever.
+      connectionTimeoutMillis: 5_000,
+      query_timeout: 30_000,
+    });
+    // An idle client that loses its connection emits 'error' on the pool; without a listener
+    // that would crash the process. The next query gets a fresh connection.
+    pool.on('error', () => undefined);
+    try {
+      await migrate(pool);
+    } catch (error) {
+      await pool.end();
+      throw error;
+    }
+    return new PostgresOrderStore(pool);
+  }
+
+  // Private: the pool's type is the driver's, which the package's public types leave out.
+  private constructor(pool: pg.Pool) {
     this.#pool = pool;
     this.#writes = new GroupCommit((writes) => this.#commit(writes));
   }

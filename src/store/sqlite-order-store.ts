@@ -12,6 +12,7 @@ import type {
 } from '../ledger/order-store.js';
 import { lockDataDir } from './data-dir-lock.js';
 import { GroupCommit } from './group-commit.js';
+import { importDriver } from './import-driver.js';
 import { openInThreadTransport } from './in-thread-transport.js';
 import { decodeRun } from './run-codec.js';
 import type { SqliteOp, SqliteResult } from './sqlite-ops.js';
@@ -30,22 +31,11 @@ export interface SqliteStoreOptions {
  * openSqliteOrderStore opens (creating if needed) the embedded store in `dataDir`, migrated.
  * The store belongs to one process: the directory is locked by a pid file, and opening a
  * directory that a live process holds fails. Rejects with the reason if the directory or
- * the database cannot be opened.
+ * the database cannot be opened, or if better-sqlite3, the store's driver (an optional peer
+ * dependency), is not installed.
  */
-export async function openSqliteOrderStore(options: SqliteStoreOptions): Promise<SqliteOrderStore> {
-  await mkdir(options.dataDir, { recursive: true });
-  const unlock = await lockDataDir(options.dataDir);
-  try {
-    const path = join(options.dataDir, 'orders.sqlite');
-    const transport =
-      options.sync === 'full'
-        ? await openWriterThreadTransport(path)
-        : await openInThreadTransport(path);
-    return new SqliteOrderStore(transport, unlock);
-  } catch (error) {
-    await unlock();
-    throw error;
-  }
+export function openSqliteOrderStore(options: SqliteStoreOptions): Promise<SqliteOrderStore> {
+  return SqliteOrderStore.open(options);
 }
 
 /**
@@ -72,7 +62,28 @@ export class SqliteOrderStore implements OrderStore {
   #closing: Promise<void> | undefined;
   #closed = false;
 
-  constructor(transport: SqliteTransport, unlock: () => Promise<void>) {
+  /** open is {@link openSqliteOrderStore}. */
+  static async open(options: SqliteStoreOptions): Promise<SqliteOrderStore> {
+    // Checked once for both transports (the writer thread imports the driver on its own),
+    // before the directory is locked.
+    await importDriver('better-sqlite3', 'the SQLite order store', () => import('better-sqlite3'));
+    await mkdir(options.dataDir, { recursive: true });
+    const unlock = await lockDataDir(options.dataDir);
+    try {
+      const path = join(options.dataDir, 'orders.sqlite');
+      const transport =
+        options.sync === 'full'
+          ? await openWriterThreadTransport(path)
+          : await openInThreadTransport(path);
+      return new SqliteOrderStore(transport, unlock);
+    } catch (error) {
+      await unlock();
+      throw error;
+    }
+  }
+
+  // Private: the transport is the store's own business, and its types are the driver's.
+  private constructor(transport: SqliteTransport, unlock: () => Promise<void>) {
     this.#transport = transport;
     this.#unlock = unlock;
     this.#commits = new GroupCommit((ops) => transport.execute(ops));
