@@ -24,6 +24,7 @@ const only = args
 const sectionNames = [
   'http',
   'overload',
+  'admission',
   'scale-out',
   'in-process',
   'soak',

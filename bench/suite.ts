@@ -1,5 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
+import { admissionOracleBenchmark } from './admission-oracle.js';
 import { httpBenchmarks } from './http-load.js';
 import { inProcessBenchmarks } from './in-process.js';
 import { latencyBenchmarks } from './latency.js';
@@ -21,6 +22,7 @@ export const sections: Record<string, (options: { quick: boolean }) => Promise<R
   http: httpBenchmarks,
   latency: latencyBenchmarks,
   overload: overloadBenchmark,
+  admission: admissionOracleBenchmark,
   memory: memoryBenchmarks,
   'scale-out': scaleOutBenchmarks,
   recovery: recoveryBenchmarks,
