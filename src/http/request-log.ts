@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, onRequestHookHandler } from 'fastify';
 import { roundMs } from '../observability/order-log.js';
 import { RefusalLog } from '../observability/refusal-log.js';
 import type { OrderAnswer } from '../service/order-answer.js';
@@ -7,21 +7,51 @@ declare module 'fastify' {
   interface FastifyReply {
     /** The answer to the order of this request, if any: its log line tells of it. */
     orderAnswer: OrderAnswer | undefined;
+    /** The level of this request's line: its route's `requestLogLevel`, else `info`. */
+    requestLogLevel: RequestLogLevel;
+  }
+  interface FastifyContextConfig {
+    /**
+     * The level of the per-request line of this route's requests, `info` by default: a
+     * route polled by a page (the dashboard's state, its files) says `debug`, so that each
+     * open page does not write lines at info all day long.
+     */
+    requestLogLevel?: RequestLogLevel;
   }
 }
 
-/** Log levels at which the per-request line (info) is not written. */
-const quietLevels = new Set(['silent', 'fatal', 'error', 'warn']);
+/** The levels at which a per-request line may be written. */
+export type RequestLogLevel = 'info' | 'debug';
+
+/** Log levels at which a per-request line at info, or at debug, is not written. */
+const quietLevels: Readonly<Record<RequestLogLevel, ReadonlySet<string>>> = {
+  info: new Set(['silent', 'fatal', 'error', 'warn']),
+  debug: new Set(['silent', 'fatal', 'error', 'warn', 'info']),
+};
 
 /**
  * requestLog writes one line per request when it completes (`request completed`, at info),
  * with its method, URL, status, time and, for an order, what {@link orderSummary} tells.
  * Refusals for overload are the exception: they are counted into one warn line per second
  * (see {@link RefusalLog}), as a line each would flood the logs when the server can least
- * afford it. The route sets `reply.orderAnswer` for the line to tell of the order.
+ * afford it. The route sets `reply.orderAnswer` for the line to tell of the order. A route
+ * whose config says `requestLogLevel: 'debug'` has its lines written at debug instead.
  */
 export function requestLog(app: FastifyInstance): void {
   app.decorateReply('orderAnswer', undefined);
+  app.decorateReply('requestLogLevel', 'info');
+  // The route's config is read once, when the route is added: reading it per request
+  // (`request.routeOptions`) would build an object for every order.
+  app.addHook('onRoute', (route) => {
+    const level = route.config?.requestLogLevel;
+    if (level === undefined || level === 'info') return;
+    const setLevel: onRequestHookHandler = (_request, reply, done) => {
+      reply.requestLogLevel = level;
+      done();
+    };
+    const { onRequest } = route;
+    route.onRequest = onRequest === undefined ? [setLevel] : [...[onRequest].flat(), setLevel];
+  });
   const refusals = new RefusalLog(app.log);
   app.addHook('onClose', (_instance, done) => {
     refusals.close();
@@ -39,11 +69,12 @@ export function requestLog(app: FastifyInstance): void {
       return;
     }
     // Built only when written: at warn and above this costs one set lookup.
-    if (quietLevels.has(request.log.level)) {
+    const level = reply.requestLogLevel;
+    if (quietLevels[level].has(request.log.level)) {
       done();
       return;
     }
-    request.log.info(
+    request.log[level](
       {
         method: request.method,
         url: request.url,

@@ -137,65 +137,11 @@ export function statusBody<const Status extends string>(status: Status, descript
   return Type.Object({ status: literals([status]) }, { description });
 }
 
-const TimelineStep = Type.Object({
-  name: Type.String(),
-  status: Type.String(),
-  end_ms: Type.Number({ description: "When the step ended, in ms from the order's start." }),
-  detail: Type.Optional(Type.String()),
-  wait_ms: Type.Optional(
-    Type.Number({ description: 'How long the step waited for a courier slot, in ms.' }),
-  ),
-});
-
-const TimelineOrder = Type.Object({
-  seq: Type.Integer(),
-  order_id: Type.String(),
-  started_at: Type.Integer({ description: 'Wall-clock start, ms since the epoch.' }),
-  duration_ms: Type.Number(),
-  status: literals(['ok', 'error']),
-  kind: Type.Optional(Type.String()),
-  canceled_at_ms: Type.Optional(Type.Number()),
-  steps: Type.Array(TimelineStep),
-});
-
-/**
- * DashboardState is the body of `GET /dashboard/state`, polled by the dashboard: the courier
- * pool, the work in flight, the outcomes by kind, the runs that need an operator's eye and
- * the timeline of recent orders. Its rows are the observability layer's own (`TimelineOrder`
- * of recent-orders.ts): a field added there must be added here, or the serializer drops it.
- */
-export const DashboardState = Type.Object({
-  pool: Type.Object({ size: Type.Integer(), in_use: Type.Integer(), waiting: Type.Integer() }),
-  steps_in_flight: Type.Integer(),
-  orders_in_flight: Type.Integer(),
-  orders_total: Type.Integer(),
-  orders_per_second: Type.Number({
-    description: 'Orders settled per second over the last 5 s, counted by the server.',
-  }),
-  by_kind: Type.Record(Type.String(), Type.Integer(), {
-    description: 'Orders settled since start, by outcome kind (`ok` for success).',
-  }),
-  refused: Type.Object(
-    { overloaded: Type.Integer(), shutting_down: Type.Integer() },
-    { description: 'Orders refused before any step ran, since start, by reason.' },
-  ),
-  attention: Type.Array(RecordedOrder, {
-    description:
-      'Runs with a compensation in progress or flagged for an operator, oldest first, each ' +
-      'as `GET /order/{order_id}` shows it.',
-  }),
-  operator_actions: Type.Boolean({
-    description: 'Whether the operator actions (settling a flag) are enabled.',
-  }),
-  timeline: Type.Array(TimelineOrder, { description: 'Recent settled orders, newest first.' }),
-});
-export type DashboardState = Static<typeof DashboardState>;
-
 /**
  * literals is the schema of one of `values`, typed as their union. It is a string `enum`,
  * not a union of constants: the serializer writes an `enum` as a plain string, where it
  * would try each branch of a union in turn for every value it writes.
  */
-function literals<const Value extends string>(values: readonly Value[]) {
+export function literals<const Value extends string>(values: readonly Value[]) {
   return Type.Unsafe<Value>({ type: 'string', enum: [...values] });
 }

@@ -104,7 +104,12 @@ export class Compensator {
       const attempt = compensation.attempts + 1;
       const result: CompensationAttempt =
         step === undefined
-          ? { ok: false, kind: 'internal', message: `no step named ${compensation.name}` }
+          ? {
+              ok: false,
+              kind: 'internal',
+              message: `no step named ${compensation.name}`,
+              publicMessage: `no step named ${compensation.name} to compensate`,
+            }
           : await compensateStep(step, run.order, attempt, this.#options.timeoutMs);
       next[i] = this.#afterAttempt(run.orderId, compensation, attempt, result);
       attempted = true;
@@ -115,7 +120,9 @@ export class Compensator {
 
   /**
    * afterAttempt turns an attempt into the state to record: done, retry later with backoff,
-   * or, past the attempt limit, flagged for an operator (logged, and hooked for metrics).
+   * or, past the attempt limit, flagged for an operator (logged, and hooked for metrics). A
+   * failure records the attempt's public message as `lastError`: an operator reads it on the
+   * dashboard and in `GET /order/:order_id`, so it never holds an internal message.
    */
   #afterAttempt(
     orderId: string,
@@ -143,7 +150,7 @@ export class Compensator {
         name,
         status: 'compensation_failed',
         attempts: attempt,
-        lastError: result.kind,
+        lastError: result.publicMessage,
         needsOperator: true,
       };
     }
@@ -158,7 +165,7 @@ export class Compensator {
       status: 'compensation_failed',
       attempts: attempt,
       nextAttemptAt: now() + delay,
-      lastError: result.kind,
+      lastError: result.publicMessage,
       needsOperator: false,
     };
   }

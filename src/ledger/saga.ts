@@ -4,10 +4,20 @@ import { OrderError, kindOf, type ErrorKind } from '../order/errors.js';
 import type { Step } from '../order/step.js';
 import type { RecordedStepStatus } from './order-store.js';
 
-/** The result of one compensation attempt: the effect is undone, or may not be. */
+/**
+ * The result of one compensation attempt: the effect is undone, or may not be. A failure
+ * carries the error's own `message` (for the logs only: it may be internal) and a
+ * `publicMessage` safe to show an operator: the message of an {@link OrderError}, written
+ * to be shown, else a fixed text naming the step and the attempt.
+ */
 export type CompensationAttempt =
   | { readonly ok: true }
-  | { readonly ok: false; readonly kind: ErrorKind; readonly message: string };
+  | {
+      readonly ok: false;
+      readonly kind: ErrorKind;
+      readonly message: string;
+      readonly publicMessage: string;
+    };
 
 /**
  * needsCompensation tells whether a step that ended with `status` may have left an effect:
@@ -50,6 +60,10 @@ export async function compensateStep<Order>(
       ok: false,
       kind: kindOf(error),
       message: error instanceof Error ? error.message : String(error),
+      publicMessage:
+        error instanceof OrderError
+          ? error.message
+          : `compensation of ${step.name} failed (attempt ${attempt})`,
     };
   } finally {
     clearTimeout(timer);

@@ -49,9 +49,15 @@ export interface Observability {
   /** The metrics, once {@link watch} has been called with metrics on. */
   readonly metrics: OrderMetrics | undefined;
   readonly recentOrders: RecentOrders | undefined;
-  /** watch starts the metrics of `service` (its gauges are read at each scrape). Once only. */
+  /**
+   * watch starts the metrics of `service` (its gauges are read at each scrape) and the
+   * dashboard's count of its refusals. Once only: later calls do nothing.
+   */
   watch(service: ServiceView): void;
-  /** close flushes and stops what needs it (the trace exporter). It never rejects. */
+  /**
+   * close flushes and stops what needs it (the trace exporter, the dashboard's reading of
+   * refusals). It never rejects.
+   */
   close(): Promise<void>;
 }
 
@@ -82,6 +88,7 @@ export function createObservability(options: ObservabilityOptions = {}): Observa
   const watchDetail = recentOrders !== undefined || tracer !== undefined;
   const watches = new WeakMap<Cancellation, OrderWatch>();
   let metrics: OrderMetrics | undefined;
+  let watched = false;
 
   const record = (orderRecord: OrderRecord): void => {
     try {
@@ -153,7 +160,10 @@ export function createObservability(options: ObservabilityOptions = {}): Observa
     },
     recentOrders,
     watch(service) {
-      if (!metricsOn || metrics !== undefined) return;
+      if (watched) return;
+      watched = true;
+      recentOrders?.watchRefusals(() => service.admission.refused);
+      if (!metricsOn) return;
       metrics = new OrderMetrics({
         courierPool: service.courierPool,
         stepsInFlight: () => service.tracker.active,
@@ -163,6 +173,7 @@ export function createObservability(options: ObservabilityOptions = {}): Observa
       });
     },
     async close() {
+      recentOrders?.close();
       await tracing?.shutdown().catch(onError);
     },
   };

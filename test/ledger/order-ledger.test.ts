@@ -379,7 +379,7 @@ describe('compensation', () => {
     expect(await payment(), 'after the answer').toMatchObject({
       status: 'compensation_failed',
       attempts: 1,
-      lastError: 'internal',
+      lastError: 'undoing payment failed (attempt 1)',
       nextAttemptAt: now + retryDelayMs(1, 10, 60_000, () => 0.5),
     });
     await h.ledger.sweep();

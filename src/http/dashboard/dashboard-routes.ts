@@ -5,7 +5,12 @@ import type { RecentOrders } from '../../observability/recent-orders.js';
 import type { OrderService } from '../../service/order-service.js';
 import { errorResponses, retryAfter } from '../error-responses.js';
 import { toRecordedOrder } from '../order-mapping.js';
-import { DashboardState } from '../schemas.js';
+import {
+  attentionCountLimit,
+  attentionLimit,
+  attentionOrder,
+  DashboardState,
+} from './dashboard-state.js';
 
 export interface DashboardRoutesOptions {
   recentOrders: RecentOrders;
@@ -15,9 +20,6 @@ export interface DashboardRoutesOptions {
 }
 
 export type { DashboardState };
-
-/** How many runs needing attention the dashboard lists. */
-const attentionLimit = 20;
 
 interface Asset {
   body: string;
@@ -30,10 +32,20 @@ const contentSecurityPolicy =
   "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 /**
+ * How long after an order was refused as overloaded the dashboard still shows the service
+ * overloaded, in milliseconds: longer than a poll (500 ms), so a steady stream of refusals
+ * does not blink.
+ */
+const overloadSignalMs = 1000;
+
+/** The dashboard's routes write their request lines at debug: an open page polls them. */
+const polled = { requestLogLevel: 'debug' } as const;
+
+/**
  * dashboardRoutes serves the live dashboard: `GET /` (the page), its script and style under
- * `/dashboard/`, and `GET /dashboard/state` (the courier pool, steps in flight, outcomes by
- * kind and the timeline of recent orders), which the page polls. The page is plain HTML,
- * JavaScript and CSS read once from disk: nothing is built at run time.
+ * `/dashboard/`, and `GET /dashboard/state` (see {@link DashboardState}), which the page
+ * polls. The page is plain HTML, JavaScript and CSS read once from disk: nothing is built at
+ * run time. Its requests are logged at debug, not info: each open page polls twice a second.
  */
 export const dashboardRoutes: FastifyPluginCallback<DashboardRoutesOptions> = (
   app,
@@ -53,8 +65,9 @@ export const dashboardRoutes: FastifyPluginCallback<DashboardRoutesOptions> = (
   const page = {
     summary: 'The dashboard',
     description:
-      'A live page of the service: the courier pool, the steps in flight, the outcomes by ' +
-      'kind and a timeline of recent orders, read from `GET /dashboard/state`.',
+      'A live page of the service: overload, rates, latency and errors over the last ' +
+      'minutes, the courier pool, the runs needing attention and a timeline of recent ' +
+      'orders, read from `GET /dashboard/state`.',
     response: {
       200: {
         description: 'The dashboard page.',
@@ -64,11 +77,12 @@ export const dashboardRoutes: FastifyPluginCallback<DashboardRoutesOptions> = (
   };
   // The page's own script, style and icon are no part of the API.
   const staticFile = { hide: true };
-  app.get('/', { schema: page }, serve(assets.page));
-  app.get('/dashboard/dashboard.js', { schema: staticFile }, serve(assets.script));
-  app.get('/dashboard/dashboard.css', { schema: staticFile }, serve(assets.style));
-  app.get('/favicon.ico', { schema: staticFile }, serve(assets.icon));
-  app.get('/dashboard/favicon.svg', { schema: staticFile }, serve(assets.icon));
+  const staticRoute = { schema: staticFile, config: polled };
+  app.get('/', { schema: page, config: polled }, serve(assets.page));
+  app.get('/dashboard/dashboard.js', staticRoute, serve(assets.script));
+  app.get('/dashboard/dashboard.css', staticRoute, serve(assets.style));
+  app.get('/favicon.ico', staticRoute, serve(assets.icon));
+  app.get('/dashboard/favicon.svg', staticRoute, serve(assets.icon));
   const state = {
     summary: "The dashboard's state",
     description: 'What the dashboard shows, polled by its page.',
@@ -79,20 +93,37 @@ export const dashboardRoutes: FastifyPluginCallback<DashboardRoutesOptions> = (
   };
   app.get(
     '/dashboard/state',
-    { schema: state },
+    { schema: state, config: polled },
     async (_request, reply): Promise<DashboardState> => {
       void reply.header('cache-control', 'no-store');
+      const runs = (await service.openCompensations(attentionCountLimit)).map((run) =>
+        toRecordedOrder(run, stepNames),
+      );
+      const flagged = runs.filter((run) => run.needs_operator).length;
+      // Read after the store answered, so that the figures are of one moment.
       const load = service.load();
-      const attention = await service.openCompensations(attentionLimit);
+      const now = performance.now();
       return {
+        now: Date.now(),
         pool: { size: load.pool.size, in_use: load.pool.inUse, waiting: load.pool.waiting },
         steps_in_flight: load.stepsInFlight,
         orders_in_flight: load.ordersInFlight,
+        overloaded:
+          service.admission.overloaded ||
+          recentOrders.refusedOverloadedWithin(overloadSignalMs, now),
         orders_total: recentOrders.total,
-        orders_per_second: recentOrders.perSecond(),
+        orders_per_second: recentOrders.perSecond(now),
+        refused_per_second: recentOrders.refusedPerSecond(now),
         by_kind: recentOrders.byKind(),
         refused: { ...load.refused },
-        attention: attention.map((run) => toRecordedOrder(run, stepNames)),
+        last_minute: recentOrders.lastMinute(now),
+        series: recentOrders.series(now),
+        attention: runs.sort(attentionOrder).slice(0, attentionLimit),
+        attention_count: {
+          flagged,
+          open: runs.length - flagged,
+          more: runs.length >= attentionCountLimit,
+        },
         operator_actions: operatorActions,
         timeline: recentOrders.timeline(),
       };
