@@ -55,11 +55,10 @@ function renderCards(state) {
   const card = $('overload-card');
   card.dataset.overloaded = String(state.overloaded);
   $('overload').textContent = state.overloaded ? 'overloaded' : 'accepting';
-  $('overload-detail').textContent = state.overloaded
-    ? `shedding load: ${figure(state.refused_per_second)} refused/s`
-    : refused === 0
+  $('overload-detail').textContent =
+    refused === 0
       ? 'no order refused in the last minute'
-      : `${refused} refused in the last minute`;
+      : `${state.overloaded ? 'shedding load: ' : ''}${refused} refused in the last minute`;
 
   $('orders-rate').textContent = figure(state.orders_per_second);
   $('refused-rate').textContent = figure(state.refused_per_second);
@@ -69,9 +68,10 @@ function renderCards(state) {
   $('minute-settled').textContent = String(settled);
   $('latency-p50').textContent = settled === 0 ? '–' : ms(minute.p50_ms);
   $('latency-p99').textContent = settled === 0 ? '–' : ms(minute.p99_ms);
-  const failed = settled - (minute.by_kind.ok ?? 0);
-  $('error-rate').textContent = percent(failed, settled);
-  $('timeout-rate').textContent = percent(minute.by_kind.timeout ?? 0, settled);
+  // Timeouts apart: they say the service is slow, the other errors that a step failed.
+  const timeouts = minute.by_kind.timeout ?? 0;
+  $('error-rate').textContent = percent(settled - (minute.by_kind.ok ?? 0) - timeouts, settled);
+  $('timeout-rate').textContent = percent(timeouts, settled);
 
   const count = state.attention_count;
   const needing = count.flagged + count.open;
