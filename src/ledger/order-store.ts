@@ -72,7 +72,7 @@ export interface Compensation {
   readonly attempts: number;
   /** When the next attempt is due; set while `pending` or `compensation_failed`. */
   readonly nextAttemptAt?: number | undefined;
-  /** Kind of the last failed attempt. */
+  /** What the last failed attempt said, safe to show an operator (see `CompensationAttempt`). */
   readonly lastError?: string | undefined;
   /** The attempt limit was reached: an operator must settle this step by hand. */
   readonly needsOperator: boolean;
