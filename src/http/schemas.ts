@@ -1,4 +1,4 @@
-import { Type, type Static } from '@sinclair/typebox';
+import { Type, TypeRegistry, type Static } from '@sinclair/typebox';
 import { compensationStatuses, recordedStepStatuses, runStates } from '../ledger/order-store.js';
 import { errorKinds } from '../order/errors.js';
 import { stepNames, type StepName } from '../order/order.js';
@@ -144,4 +144,25 @@ export function statusBody<const Status extends string>(status: Status, descript
  */
 export function literals<const Value extends string>(values: readonly Value[]) {
   return Type.Unsafe<Value>({ type: 'string', enum: [...values] });
+}
+
+/** The one shape of `Unsafe` schema in this file: a string enum. */
+interface StringEnum {
+  readonly type?: unknown;
+  readonly enum?: readonly unknown[];
+}
+
+// TypeBox's own checkers (`TypeCompiler`, `Value`) know no `Unsafe` schema and throw on one.
+// The only ones here are string enums ({@link literals}, the step name): they are taught those,
+// so that a schema of this file can be checked outside Fastify too (a worker checks the
+// dashboard state another sent it). Any other `Unsafe` schema fails the check. The registry
+// is TypeBox's own, one per process: a kind registered elsewhere first is left alone.
+if (!TypeRegistry.Has('Unsafe')) {
+  TypeRegistry.Set<StringEnum>(
+    'Unsafe',
+    (schema, value) =>
+      schema.type === 'string' &&
+      typeof value === 'string' &&
+      (schema.enum === undefined || schema.enum.includes(value)),
+  );
 }

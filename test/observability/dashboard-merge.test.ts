@@ -1,8 +1,6 @@
+import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  mergeDashboardStates,
-  type DashboardState,
-} from '../../src/http/dashboard/dashboard-state.js';
+import { DashboardState, mergeDashboardStates } from '../../src/http/dashboard/dashboard-state.js';
 import {
   latencyBin,
   latencyBinCount,
@@ -133,6 +131,19 @@ describe('mergeDashboardStates', () => {
     expect(state.attention).toHaveLength(1);
     expect(state.timeline).toHaveLength(3);
     expect(mergeDashboardStates([state])).toEqual(state);
+  });
+
+  it("checks a state by its schema with TypeBox's own compiler, as a worker checks another's", async () => {
+    const test = buildObservedApp({ metrics: false });
+    built.push(test);
+    await test.app.inject({ method: 'POST', url: '/order', payload: { order_id: 'o', amount: 1 } });
+    const state = (await test.app.inject({ url: '/dashboard/state' })).json<DashboardState>();
+    const schema = TypeCompiler.Compile(DashboardState);
+    expect(schema.Check(state), 'as served').toBe(true);
+    const wrongStatus = structuredClone(state);
+    Object.assign(wrongStatus.timeline[0]!, { status: 'fine' });
+    expect(schema.Check(wrongStatus), 'a status outside its enum').toBe(false);
+    expect(schema.Check({ ...state, series: undefined }), 'without its series').toBe(false);
   });
 
   it('sums counters and series; takes the shared pool once, at its busiest view', () => {
