@@ -76,23 +76,37 @@ export interface Config extends ServiceSettings {
 export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof logLevels)[number];
 
-/** defaultConfig is what {@link loadConfig} returns when no variable is set. */
-export const defaultConfig: Config = {
-  host: '127.0.0.1',
-  port: 8080,
-  courierPoolSize: 5,
+/**
+ * defaultServiceSettings are the numbers of {@link defaultConfig} that shape the order
+ * service, exported by the package for a library user, for whom
+ * `{ ...defaultServiceSettings, store, courierPool, steps }` is a complete set of options.
+ */
+export const defaultServiceSettings: ServiceSettings = {
   requestTimeoutMs: 2000,
-  benchFloorRoute: false,
-  logLevel: 'info',
-  metricsEnabled: true,
-  dashboardEnabled: true,
-  tracesExporter: 'none',
   maxInflightOrders: 1000,
   overloadWaitMs: 50,
   overloadWindowMs: 1000,
   retryAfterSeconds: 1,
   answerSlackMs: 25,
   abandonGraceMs: 1000,
+  orderLeaseMs: 15_000,
+  compensationTimeoutMs: 2000,
+  compensationMaxAttempts: 8,
+  compensationRetryBaseMs: 500,
+  compensationRetryMaxMs: 60_000,
+};
+
+/** defaultConfig is what {@link loadConfig} returns when no variable is set. */
+export const defaultConfig: Config = {
+  ...defaultServiceSettings,
+  host: '127.0.0.1',
+  port: 8080,
+  courierPoolSize: 5,
+  benchFloorRoute: false,
+  logLevel: 'info',
+  metricsEnabled: true,
+  dashboardEnabled: true,
+  tracesExporter: 'none',
   drainTimeoutMs: 10_000,
   headersTimeoutMs: 10_000,
   bodyTimeoutMs: 30_000,
@@ -103,11 +117,6 @@ export const defaultConfig: Config = {
   storeSync: 'normal',
   databaseUrl: undefined,
   databasePoolSize: 10,
-  orderLeaseMs: 15_000,
-  compensationTimeoutMs: 2000,
-  compensationMaxAttempts: 8,
-  compensationRetryBaseMs: 500,
-  compensationRetryMaxMs: 60_000,
   redisUrl: undefined,
   redisKeyPrefix: 'order-pipeline:couriers',
   courierLeaseMs: 10_000,

@@ -1,8 +1,9 @@
 /**
  * order-pipeline: the order service as a library — the primitives, the order domain, the
- * pipeline, the ledger and the service, with the in-memory store. The durable stores are in
- * `order-pipeline/stores`, the HTTP server in `order-pipeline/server`, the primitives alone in
- * `order-pipeline/core`.
+ * pipeline, the ledger and the service, with the in-memory store and the service's default
+ * settings. Importing it loads no driver and nothing of the server's (Fastify, pino, metrics,
+ * tracing). The durable stores are in `order-pipeline/stores`, the HTTP server in
+ * `order-pipeline/server`, the primitives alone in `order-pipeline/core`.
  */
 export * from './core/index.js';
 export {
@@ -49,3 +50,4 @@ export { fingerprint, canonicalJson } from './ledger/fingerprint.js';
 export { compensateStep, needsCompensation, retryDelayMs } from './ledger/saga.js';
 export type * from './ledger/order-store.js';
 export { MemoryOrderStore, type MemoryOrderStoreOptions } from './store/memory-order-store.js';
+export { defaultServiceSettings } from './config.js';

@@ -29,8 +29,9 @@ export interface ExecutionContext {
  * If `cancel` has aborted before the run began (its deadline passed while the store was
  * slow), no step runs: the outcome is every step `canceled` with the abort's kind.
  *
- * Resolves with the answer; rejects with the store's error if the outcome cannot be
- * recorded (the run is then left running, to be recovered once its lease expires).
+ * Resolves with the answer, and with what a step threw that was not an OrderError as its
+ * `cause` (recorded as `internal` only); rejects with the store's error if the outcome cannot
+ * be recorded (the run is then left running, to be recovered once its lease expires).
  */
 export async function execute(
   context: ExecutionContext,
@@ -79,7 +80,10 @@ export async function execute(
         }),
     );
   }
-  return { outcome: recorded, replayed: false };
+  const cause = outcome.error?.cause;
+  return cause === undefined
+    ? { outcome: recorded, replayed: false }
+    : { outcome: recorded, replayed: false, cause };
 }
 
 /**

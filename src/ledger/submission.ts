@@ -5,6 +5,11 @@ export interface Recorded {
   readonly outcome: RecordedOutcome;
   /** The outcome was recorded by an earlier request (or the one this request joined). */
   readonly replayed: boolean;
+  /**
+   * What the failing step threw when it was not an OrderError (kind `internal`), for the
+   * request that ran the order only: never recorded, so never replayed.
+   */
+  readonly cause?: unknown;
 }
 
 /**

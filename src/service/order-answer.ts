@@ -9,17 +9,37 @@ import { kindMessage, type ErrorKind } from '../order/errors.js';
 export interface OrderAnswer {
   /** The order's outcome, when it ran. */
   readonly outcome?: RecordedOutcome | undefined;
-  /** Why the order failed or was not run: the outcome's error when it ran. */
-  readonly error?: { readonly kind: ErrorKind; readonly message: string } | undefined;
+  /**
+   * Why the order failed or was not run: the outcome's error when it ran. `cause` is what
+   * the failing step threw when it was not an OrderError (kind `internal`, with a fixed
+   * message), for the caller's logs: only on the answer of the request that ran the order,
+   * not enumerable (like `Error.cause`, so no serialization carries it), never recorded and
+   * never sent to a client.
+   */
+  readonly error?:
+    { readonly kind: ErrorKind; readonly message: string; readonly cause?: unknown } | undefined;
   /** The outcome was recorded by an earlier request and is replayed. */
   readonly replayed: boolean;
   /** For a refusal or an order still in progress: seconds after which to retry. */
   readonly retryAfterSeconds?: number | undefined;
 }
 
-/** answerOf answers with `outcome`, as executed now or, with `replayed`, recorded earlier. */
-export function answerOf(outcome: RecordedOutcome, replayed: boolean): OrderAnswer {
-  return { outcome, error: outcome.error, replayed };
+/**
+ * answerOf answers with `outcome`, as executed now or, with `replayed`, recorded earlier;
+ * `cause`, if any, is what the step behind its `internal` error threw.
+ */
+export function answerOf(
+  outcome: RecordedOutcome,
+  replayed: boolean,
+  cause?: unknown,
+): OrderAnswer {
+  if (cause === undefined || outcome.error === undefined) {
+    return { outcome, error: outcome.error, replayed };
+  }
+  // A copy: the recorded outcome's own error stays as recorded.
+  const error = { kind: outcome.error.kind, message: outcome.error.message };
+  Object.defineProperty(error, 'cause', { value: cause, enumerable: false });
+  return { outcome, error, replayed };
 }
 
 /** refusalOf answers an order that did not run, with kind `kind`. */

@@ -21,8 +21,8 @@ import { answerOf, refusalOf, type OrderAnswer } from './order-answer.js';
 
 /**
  * ServiceSettings are the numbers that shape the service. Every one is required: their
- * defaults live with the configuration (`defaultConfig` of config.ts), whose fields carry the
- * same names, so `{ ...defaultConfig, store, courierPool, steps }` is a complete set of options.
+ * defaults are the configuration's `defaultServiceSettings` (config.ts), so
+ * `{ ...defaultServiceSettings, store, courierPool, steps }` is a complete set of options.
  */
 export interface ServiceSettings {
   /** Deadline of one order, from when its request arrived, covering every wait. */
@@ -337,7 +337,7 @@ export class OrderService {
   #answerOf(submission: Submission): OrderAnswer {
     if (submission === 'idempotency_conflict') return this.#conflict;
     if (submission === 'order_in_progress') return this.#inProgress;
-    const answer = answerOf(submission.outcome, submission.replayed);
+    const answer = answerOf(submission.outcome, submission.replayed, submission.cause);
     const kind = answer.error?.kind;
     if (kind === 'unavailable' || kind === 'interrupted') {
       return { ...answer, retryAfterSeconds: this.admission.retryAfterSeconds };

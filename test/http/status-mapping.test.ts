@@ -1,7 +1,8 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { OrderError } from '../../src/order/errors.js';
 import type { Order } from '../../src/order/order.js';
 import type { Step } from '../../src/order/step.js';
+import type { OrderAnswer } from '../../src/service/order-answer.js';
 import { buildTestApp, type TestApp, type TestServiceOptions } from '../helpers.js';
 import { withoutDurations } from './support.js';
 
@@ -163,6 +164,13 @@ describe('an unexpected failure is 500 internal and leaks nothing', () => {
   it.each(failures)('$name', async ({ step }) => {
     const vendor: Step<Order> = { name: 'vendor', run: () => Promise.resolve() };
     const { app, service } = start({ steps: () => [step, vendor] });
+    // The route gets the failure as the answer's cause (for a library user's logs) ...
+    const submit = service.submit.bind(service);
+    let answer: OrderAnswer | undefined;
+    vi.spyOn(service, 'submit').mockImplementation(async (request) => {
+      answer = await submit(request);
+      return answer;
+    });
     const response = await app.inject({
       method: 'POST',
       url: '/order',
@@ -179,6 +187,8 @@ describe('an unexpected failure is 500 internal and leaks nothing', () => {
       ],
       error: { kind: 'internal', message: 'internal error' },
     });
+    expect(String(answer?.error?.cause)).toContain('hunter2');
+    // ... and sends none of it.
     expect(response.body).not.toContain('hunter2');
     expect(response.body).not.toMatch(/\bat .*\.ts:\d+/);
     expect(service.tracker.active).toBe(0);

@@ -1,3 +1,6 @@
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CancelSource, type Cancellation } from '../../src/core/cancellation.js';
 import { Semaphore } from '../../src/core/semaphore.js';
@@ -8,6 +11,7 @@ import type { Step } from '../../src/order/step.js';
 import type { OrderAnswer } from '../../src/service/order-answer.js';
 import { ServiceUnavailable, type OrderService } from '../../src/service/order-service.js';
 import { MemoryOrderStore } from '../../src/store/memory-order-store.js';
+import { openSqliteOrderStore } from '../../src/store/sqlite-order-store.js';
 import { deferred, testService, type TestServiceOptions } from '../helpers.js';
 
 // The service called directly, as the edge calls it: what each call answers, how it fails,
@@ -187,6 +191,49 @@ describe('OrderService.submit', () => {
     expect(answer.error?.kind).toBe('unavailable');
     expect(answer.retryAfterSeconds).toBe(3);
   });
+
+  it.each(['memory', 'sqlite'] as const)(
+    'hands what a step threw to its caller as the error cause, and records only the kind (%s)',
+    async (storeKind) => {
+      const secret = 'db password hunter2 at 10.0.0.7';
+      const failure = new Error(secret);
+      const dataDir = await mkdtemp(join(tmpdir(), 'order-service-cause-'));
+      try {
+        const made = service({
+          store:
+            storeKind === 'memory'
+              ? new MemoryOrderStore()
+              : await openSqliteOrderStore({ dataDir, sync: 'normal' }),
+          ownsStore: true,
+          steps: () => [step('payment', () => Promise.reject(failure))],
+        });
+        const body = { order_id: 'o1', amount: 100 };
+        const answer = await made.submit({ order, idempotencyKey: 'k1', body });
+        expect(answer.error).toStrictEqual({ kind: 'internal', message: 'internal error' });
+        expect(answer.error?.cause).toBe(failure);
+        // Not enumerable, like Error.cause: nothing that serializes the answer carries it.
+        expect(Object.keys(answer.error ?? {})).toStrictEqual(['kind', 'message']);
+        expect(JSON.stringify(answer)).not.toContain('hunter2');
+        // The record has the kind and the fixed message only, and so has a replay of it.
+        const recorded = await made.recordedRun('o1');
+        expect(recorded?.outcome?.error).toStrictEqual({
+          kind: 'internal',
+          message: 'internal error',
+        });
+        expect(recorded?.outcome?.error).not.toHaveProperty('cause');
+        const replay = await made.submit({ order, idempotencyKey: 'k1', body });
+        expect(replay.replayed).toBe(true);
+        expect(replay.error).not.toHaveProperty('cause');
+        await made.close();
+        // Nor is it anywhere in the durable store's files.
+        for (const file of await readdir(dataDir)) {
+          expect(await readFile(join(dataDir, file), 'latin1'), file).not.toContain('hunter2');
+        }
+      } finally {
+        await rm(dataDir, { recursive: true, force: true });
+      }
+    },
+  );
 
   it('refuses overloaded beyond maxInflightOrders, with Retry-After, and records nothing', async () => {
     const release = deferred();
