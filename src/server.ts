@@ -5,7 +5,6 @@ import cluster from 'node:cluster';
 import { Semaphore, type Pool } from './core/semaphore.js';
 import type { OrderStore } from './ledger/order-store.js';
 import { OrderError } from './order/errors.js';
-import { RedisPool } from './pool/redis-pool.js';
 import { buildApp, type App } from './http/app.js';
 import { createObservability, type Observability } from './observability/observability.js';
 import { simulatedSteps } from './order/simulated-steps.js';
@@ -14,6 +13,7 @@ import {
   type OrderServiceOptions,
   type ServiceSettings,
 } from './service/order-service.js';
+import { importDriver } from './store/import-driver.js';
 import { openOrderStore } from './store/open-order-store.js';
 
 /**
@@ -176,7 +176,8 @@ interface CourierPool {
 
 /**
  * openCourierPool opens the pool the configuration names: shared by every instance on Redis
- * (REDIS_URL), or an in-process semaphore. Rejects if Redis cannot be reached.
+ * (REDIS_URL), or an in-process semaphore. Rejects if Redis cannot be reached, or if ioredis
+ * (an optional peer dependency, loaded only then) is not installed.
  */
 async function openCourierPool(config: Config): Promise<CourierPool> {
   if (config.redisUrl === undefined) {
@@ -186,6 +187,11 @@ async function openCourierPool(config: Config): Promise<CourierPool> {
       close: () => Promise.resolve(),
     };
   }
+  const { RedisPool } = await importDriver(
+    'ioredis',
+    'the shared courier pool (REDIS_URL)',
+    () => import('./pool/redis-pool.js'),
+  );
   const pool = await RedisPool.open({
     url: config.redisUrl,
     size: config.courierPoolSize,

@@ -1,19 +1,19 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import ts from 'typescript';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
-import type { OrderOutcome } from '../../src/order/pipeline.js';
-import type { Tracker } from '../../src/core/tracker.js';
+import type { OrderAnswer } from '../../src/service/order-answer.js';
+import type { OrderService } from '../../src/service/order-service.js';
+import { libraryExample } from './readme-example.js';
 
-// The README's library example, taken from the README itself so the two cannot drift: it
-// must type-check against the library's sources and run, with `fetch` stubbed.
+// The README's library example against the library's sources: it must type-check under the
+// project's settings and run, with `fetch` stubbed. test/package.test.ts does the same
+// against the package as installed from its tarball.
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
-const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
-const section = readme.slice(readme.indexOf('## Using the library'));
-const example = /```ts\n([\s\S]*?)```/.exec(section)?.[1] ?? '';
+const example = libraryExample();
 const workDir = mkdtempSync(join(tmpdir(), 'order-pipeline-readme-'));
 
 afterAll(() => {
@@ -22,25 +22,30 @@ afterAll(() => {
 
 afterEach(() => {
   vi.unstubAllGlobals();
+  vi.restoreAllMocks();
 });
 
 let runs = 0;
 
 /** runExample runs the example as a module of its own and hands back what it made. */
-async function runExample(): Promise<{ outcome: OrderOutcome; tracker: Tracker }> {
+async function runExample(): Promise<{ answer: OrderAnswer; service: OrderService }> {
   const library = pathToFileURL(join(repoRoot, 'src/index.ts')).href;
   const file = join(workDir, `example-${++runs}.ts`);
   writeFileSync(
     file,
-    `${example.replace("from 'order-pipeline'", `from '${library}'`)}\nexport { outcome, tracker };\n`,
+    `${example.replace("from 'order-pipeline'", `from '${library}'`)}\nexport { answer, service };\n`,
   );
-  return (await import(pathToFileURL(file).href)) as { outcome: OrderOutcome; tracker: Tracker };
+  return (await import(pathToFileURL(file).href)) as {
+    answer: OrderAnswer;
+    service: OrderService;
+  };
 }
 
 describe('the README library example', () => {
-  it('is in the README and imports the package by name', () => {
+  it('imports the package by name and submits to an OrderService', () => {
     expect(example).toContain("from 'order-pipeline'");
-    expect(example).toContain('pipeline.run(');
+    expect(example).toContain('new OrderService(');
+    expect(example).toContain('service.submit(');
   });
 
   it('type-checks against the library under the project settings', () => {
@@ -70,27 +75,42 @@ describe('the README library example', () => {
   it('runs: payment accepted, every step ok, nothing left running', async () => {
     const fetch = vi.fn((_url: string, _init: RequestInit) => Promise.resolve(new Response('{}')));
     vi.stubGlobal('fetch', fetch);
-    const { outcome, tracker } = await runExample();
-    expect(outcome.status).toBe('ok');
-    expect(outcome.steps.map((step) => [step.name, step.status])).toStrictEqual([
+    const { answer, service } = await runExample();
+    expect(answer.error).toBeUndefined();
+    expect(answer.outcome?.status).toBe('ok');
+    expect(answer.outcome?.steps.map((step) => [step.name, step.status])).toStrictEqual([
       ['payment', 'ok'],
       ['vendor', 'ok'],
       ['courier', 'ok'],
     ]);
     expect(fetch).toHaveBeenCalledOnce();
     expect(fetch.mock.calls[0]?.[1].signal).toBeInstanceOf(AbortSignal);
-    expect(tracker.active).toBe(0);
+    expect(service.tracker.active).toBe(0);
+    expect(service.courierPool.inUse).toBe(0);
   });
 
   it('runs: payment declined, the other steps canceled at once', async () => {
     vi.stubGlobal('fetch', () => Promise.resolve(new Response('{}', { status: 402 })));
-    const { outcome, tracker } = await runExample();
-    expect(outcome.error?.kind).toBe('payment_declined');
-    expect(outcome.steps.map((step) => [step.name, step.status])).toStrictEqual([
+    const { answer, service } = await runExample();
+    expect(answer.error).toStrictEqual({
+      kind: 'payment_declined',
+      message: 'payment was declined',
+    });
+    expect(answer.outcome?.steps.map((step) => [step.name, step.status])).toStrictEqual([
       ['payment', 'error'],
       ['vendor', 'canceled'],
       ['courier', 'canceled'],
     ]);
-    expect(tracker.active).toBe(0);
+    expect(service.tracker.active).toBe(0);
+  });
+
+  it('runs: a payment that throws is internal, its cause logged by the example', async () => {
+    const failure = new TypeError('fetch failed: connect ECONNREFUSED 10.0.0.7:443');
+    vi.stubGlobal('fetch', () => Promise.reject(failure));
+    const logged = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    const { answer } = await runExample();
+    expect(answer.error).toStrictEqual({ kind: 'internal', message: 'internal error' });
+    expect(answer.error?.cause).toBe(failure);
+    expect(logged).toHaveBeenCalledWith('order failed', failure);
   });
 });
