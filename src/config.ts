@@ -1,6 +1,11 @@
 import { tracesExporters, type TracesExporter } from './observability/traces-exporters.js';
 import type { ServiceSettings } from './service/order-service.js';
 import {
+  PipelineFileError,
+  loadPipelineFile,
+  type PipelinePlan,
+} from './upstream/pipeline-file.js';
+import {
   orderStoreKinds,
   storeSyncLevels,
   type OrderStoreKind,
@@ -70,6 +75,11 @@ export interface Config extends ServiceSettings {
    * Bearer <token>`; unset, the actions are disabled. At least 16 characters.
    */
   readonly adminToken: string | undefined;
+  /**
+   * The steps declared by PIPELINE_FILE, validated: real upstreams called over HTTP. Unset,
+   * the steps are the simulated ones.
+   */
+  readonly pipeline: PipelinePlan | undefined;
 }
 
 /** The log levels LOG_LEVEL accepts: pino's own, and `silent` for none. */
@@ -122,6 +132,7 @@ export const defaultConfig: Config = {
   courierLeaseMs: 10_000,
   workers: 1,
   adminToken: undefined,
+  pipeline: undefined,
 };
 
 /** ConfigError says which variable is wrong and what was expected. */
@@ -150,7 +161,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ...store,
     ...scaleOutConfig(env, store),
     adminToken: adminTokenVar(env),
+    pipeline: pipelineVar(env),
   };
+}
+
+/**
+ * pipelineVar reads and validates the pipeline file PIPELINE_FILE names; its error, naming the
+ * file, the field and what was expected, becomes a {@link ConfigError}.
+ */
+function pipelineVar(env: NodeJS.ProcessEnv): PipelinePlan | undefined {
+  const path = stringVar(env, 'PIPELINE_FILE', '');
+  if (path === '') return undefined;
+  try {
+    return loadPipelineFile(path, env);
+  } catch (error) {
+    if (error instanceof PipelineFileError)
+      throw new ConfigError(`PIPELINE_FILE: ${error.message}`);
+    throw error;
+  }
 }
 
 type ScaleOutConfig = Pick<Config, 'redisUrl' | 'redisKeyPrefix' | 'courierLeaseMs' | 'workers'>;

@@ -15,6 +15,8 @@ import {
 } from './service/order-service.js';
 import { importDriver } from './store/import-driver.js';
 import { openOrderStore } from './store/open-order-store.js';
+import { httpSteps } from './upstream/http-steps.js';
+import { Upstreams } from './upstream/upstreams.js';
 
 /**
  * startServer builds the order service and its HTTP app from `config`, and listens.
@@ -70,19 +72,30 @@ export async function startOrderServer(config: Config, logger = pino()): Promise
     await courierPool.close();
     throw error;
   }
+  const { pipeline } = config;
+  const upstreams =
+    pipeline === undefined ? undefined : new Upstreams(pipeline.connectionsPerOrigin);
   const service = observedService(observability, {
     ...serviceSettings(config),
     courierPool: courierPool.pool,
-    steps: (pool) => simulatedSteps({ courierPool: pool }),
+    steps: (pool) =>
+      pipeline === undefined || upstreams === undefined
+        ? simulatedSteps({ courierPool: pool })
+        : httpSteps({ plan: pipeline, upstreams, courierPool: pool }),
     dependenciesReady: () => courierPool.ready(),
     store,
     ownsStore: true,
     logger,
   });
+  const metricsRegistry = observability.metrics?.registry;
+  if (upstreams !== undefined && metricsRegistry !== undefined) {
+    upstreams.registerMetrics(metricsRegistry);
+  }
   try {
     await service.start();
   } catch (error) {
     await service.close();
+    await upstreams?.close();
     await courierPool.close();
     await observability.close();
     throw error;
@@ -97,6 +110,7 @@ export async function startOrderServer(config: Config, logger = pino()): Promise
     observability,
     benchFloorRoute: config.benchFloorRoute,
     adminToken: config.adminToken,
+    simulationFields: pipeline === undefined,
     serverLimits: {
       headersTimeoutMs: config.headersTimeoutMs,
       bodyTimeoutMs: config.bodyTimeoutMs,
@@ -106,6 +120,7 @@ export async function startOrderServer(config: Config, logger = pino()): Promise
   });
   app.addHook('onClose', async () => {
     await service.close();
+    await upstreams?.close();
     await courierPool.close();
   });
   await app.listen({ host: config.host, port: config.port });

@@ -20,11 +20,24 @@ const allowed: Readonly<Record<string, readonly string[]>> = {
   service: ['ledger', 'order', 'core'],
   observability: ['ledger', 'order', 'core'],
   http: ['service', 'ledger', 'order', 'core', 'observability'],
+  // Real upstreams: steps over HTTP, implementing the order's Step contract.
+  upstream: ['order', 'core'],
   // The configuration names the stores and exporters it chooses between, and its numbers
   // include the service's settings; nothing inside imports it.
-  config: ['store', 'observability', 'service'],
+  config: ['store', 'observability', 'service', 'upstream'],
   // The composition root and the package's entry points see everything.
-  root: ['config', 'core', 'order', 'ledger', 'store', 'pool', 'service', 'observability', 'http'],
+  root: [
+    'config',
+    'core',
+    'order',
+    'ledger',
+    'store',
+    'pool',
+    'service',
+    'observability',
+    'http',
+    'upstream',
+  ],
 };
 
 /** Graph maps each module (a path relative to src/) to the modules of src/ it imports. */

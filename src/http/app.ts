@@ -50,6 +50,11 @@ export interface AppOptions {
   benchFloorRoute?: boolean | undefined;
   /** The operator token of the operator actions; none (actions disabled) by default. */
   adminToken?: string | undefined;
+  /**
+   * Whether `fail_step`, `delay_ms` and `fail_compensation` are taken: they drive the simulated
+   * steps only, so with real upstreams they are refused 400 `bad_request`. True by default.
+   */
+  simulationFields?: boolean | undefined;
 }
 
 /**
@@ -123,7 +128,10 @@ export function buildApp(options: AppOptions): App {
     app.addHook('onClose', () => observability.close());
   }
 
-  app.register(orderRoutes, { service: options.service });
+  app.register(orderRoutes, {
+    service: options.service,
+    simulationFields: options.simulationFields ?? true,
+  });
   app.register(adminRoutes, { service: options.service, adminToken: options.adminToken });
   app.register(recordedOrderRoutes, { service: options.service });
 

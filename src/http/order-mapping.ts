@@ -12,6 +12,7 @@ export function orderFromBody(body: OrderBody): Order {
     failStep: body.fail_step,
     delayMs: body.delay_ms,
     failCompensation: body.fail_compensation,
+    ...(body.details === undefined ? {} : { details: body.details }),
   };
 }
 

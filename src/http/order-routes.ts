@@ -24,7 +24,12 @@ declare module 'fastify' {
 
 export interface OrderRoutesOptions {
   service: OrderService;
+  /** Whether the fields that drive the simulated steps are taken (else 400). */
+  simulationFields: boolean;
 }
+
+/** The body fields that drive the simulated steps only. */
+const simulationFieldNames = ['fail_step', 'delay_ms', 'fail_compensation'] as const;
 
 const orderMethods = ['GET', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const;
 
@@ -56,7 +61,7 @@ const replayedHeader: DocumentedHeader = {
  */
 export const orderRoutes: FastifyPluginCallbackTypebox<OrderRoutesOptions> = (
   app,
-  { service },
+  { service, simulationFields },
   done,
 ) => {
   app.decorateRequest('receivedAt', undefined);
@@ -99,6 +104,17 @@ export const orderRoutes: FastifyPluginCallbackTypebox<OrderRoutesOptions> = (
     },
     async (request, reply) => {
       const { body } = request;
+      if (!simulationFields) {
+        const simulated = simulationFieldNames.filter((name) => body[name] !== undefined);
+        if (simulated.length > 0) {
+          return sendError(
+            reply,
+            'bad_request',
+            `${simulated.join(', ')}: drive the simulated steps only, and this service calls real upstreams`,
+            { orderId: body.order_id },
+          );
+        }
+      }
       const order = orderFromBody(body);
       // Every line about this order carries its id, the request's summary line too.
       const log = withOrderId(request.log, order.id);

@@ -1,4 +1,4 @@
-import { Type, TypeRegistry, type Static } from '@sinclair/typebox';
+import { Type, TypeRegistry, type Static, type TSchema } from '@sinclair/typebox';
 import { compensationStatuses, recordedStepStatuses, runStates } from '../ledger/order-store.js';
 import { errorKinds } from '../order/errors.js';
 import { stepNames, type StepName } from '../order/order.js';
@@ -16,6 +16,25 @@ export const maxDelayMs = 60_000;
 const stepName = Type.Unsafe<StepName>({ type: 'string', enum: [...stepNames] });
 const delay = Type.Integer({ minimum: 0, maximum: maxDelayMs });
 const failingAttempts = Type.Integer({ minimum: 0, maximum: 1000 });
+
+/** How deep `details` may nest, and how many members an object or array of it may have. */
+export const maxDetailsDepth = 4;
+export const maxDetailsMembers = 32;
+
+/**
+ * jsonValue is a JSON value nested at most `depth` objects or arrays deep, each of at most
+ * {@link maxDetailsMembers} members, strings of at most 1024 characters.
+ */
+function jsonValue(depth: number): TSchema {
+  const scalars = [Type.String({ maxLength: 1024 }), Type.Number(), Type.Boolean(), Type.Null()];
+  if (depth === 0) return Type.Union(scalars);
+  const inner = jsonValue(depth - 1);
+  return Type.Union([
+    ...scalars,
+    Type.Array(inner, { maxItems: maxDetailsMembers }),
+    Type.Record(Type.String({ maxLength: 128 }), inner, { maxProperties: maxDetailsMembers }),
+  ]);
+}
 
 /** OrderBody is the JSON body of `POST /order`. Unknown fields are rejected. */
 export const OrderBody = Type.Object(
@@ -48,6 +67,12 @@ export const OrderBody = Type.Object(
         },
         { additionalProperties: false },
       ),
+    ),
+    /** What upstreams need beyond id and amount, passed to their request bodies. */
+    details: Type.Optional(
+      Type.Record(Type.String({ maxLength: 128 }), jsonValue(maxDetailsDepth - 1), {
+        maxProperties: maxDetailsMembers,
+      }),
     ),
   },
   { additionalProperties: false },

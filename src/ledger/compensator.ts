@@ -110,7 +110,7 @@ export class Compensator {
               message: `no step named ${compensation.name}`,
               publicMessage: `no step named ${compensation.name} to compensate`,
             }
-          : await compensateStep(step, run.order, attempt, this.#options.timeoutMs);
+          : await compensateStep(step, run.order, attempt, this.#options.timeoutMs, run.runId);
       next[i] = this.#afterAttempt(run.orderId, compensation, attempt, result);
       attempted = true;
     }

@@ -41,7 +41,7 @@ export async function execute(
   const { store, pipeline, compensator, now } = context;
   const outcome = cancel.aborted
     ? notRunOutcome(pipeline.stepNames, cancel.reason)
-    : await pipeline.run(run.order, { parent: cancel });
+    : await pipeline.run(run.order, { parent: cancel, runId: run.runId });
   const finishedAt = now();
   if (outcome.error?.cause !== undefined) {
     // The client sees `internal` and a fixed message; the cause is for the operator.

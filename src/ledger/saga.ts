@@ -33,13 +33,15 @@ export function needsCompensation(status: RecordedStepStatus): boolean {
  * `timeoutMs`, independent of any order's cancellation: nothing but the deadline can stop
  * it. Resolves with the attempt's result and never rejects; a step without `compensate`
  * has nothing to undo and succeeds at once. The deadline timer is cleared and the
- * cancellation disposed before it resolves.
+ * cancellation disposed before it resolves. `runId`, the run being undone, is handed to the
+ * step as its `RunInfo`.
  */
 export async function compensateStep<Order>(
   step: Step<Order>,
   order: Order,
   attempt: number,
   timeoutMs: number,
+  runId?: string,
 ): Promise<CompensationAttempt> {
   if (step.compensate === undefined) return { ok: true };
   const deadline = new CancelSource();
@@ -49,7 +51,12 @@ export async function compensateStep<Order>(
     );
   }, timeoutMs);
   try {
-    const result: unknown = step.compensate(order, deadline, attempt);
+    const result: unknown = step.compensate(
+      order,
+      deadline,
+      attempt,
+      runId === undefined ? undefined : { runId },
+    );
     if (!isPromiseLike(result)) {
       throw new TypeError(`compensation of ${step.name} did not return a promise`);
     }

@@ -19,6 +19,14 @@ export interface Order {
    * demonstrations and tests of retries and operator escalation).
    */
   readonly failCompensation?: Readonly<Partial<Record<StepName, number>>> | undefined;
+  /** What upstreams need beyond id and amount: a bounded JSON object, validated at the edge. */
+  readonly details?: Readonly<Record<string, unknown>> | undefined;
+  /**
+   * When the order's deadline passes, in epoch milliseconds, set by the service (never by a
+   * client): a step does not start an upstream call that could not finish before it. Not read
+   * back from the store: compensations and recovered runs have deadlines of their own.
+   */
+  readonly deadlineAt?: number | undefined;
 }
 
 /**
@@ -28,11 +36,14 @@ export interface Order {
  */
 export function parseOrder(value: unknown): Order {
   if (!isRecord(value)) throw new TypeError('recorded order is not an object');
-  const { id, amount, failStep, delayMs, failCompensation } = value;
+  const { id, amount, failStep, delayMs, failCompensation, details } = value;
   if (typeof id !== 'string') throw new TypeError('recorded order has no id');
   if (typeof amount !== 'number') throw new TypeError('recorded order has no amount');
   if (failStep !== undefined && !isStepName(failStep)) {
     throw new TypeError('recorded order has an unknown failStep');
+  }
+  if (details !== undefined && !isRecord(details)) {
+    throw new TypeError('recorded order has malformed details');
   }
   return {
     id,
@@ -40,6 +51,7 @@ export function parseOrder(value: unknown): Order {
     failStep,
     delayMs: stepNumbers(delayMs, 'delayMs'),
     failCompensation: stepNumbers(failCompensation, 'failCompensation'),
+    ...(details === undefined ? {} : { details }),
   };
 }
 

@@ -3,7 +3,7 @@ import { isPromiseLike } from '../core/is-promise-like.js';
 import { TaskGroup } from '../core/task-group.js';
 import type { Tracker } from '../core/tracker.js';
 import { OrderError, kindOf, publicMessage, type ErrorKind } from './errors.js';
-import type { Step } from './step.js';
+import type { RunInfo, Step } from './step.js';
 
 /**
  * StepStatus is how a step ended. `abandoned` is a step that ignored its order's abort and
@@ -70,6 +70,8 @@ export interface RunOptions {
    * a client that went away, a server shutting down.
    */
   parent?: ParentCancellation;
+  /** The id of the recorded run this is, handed to every step (see {@link RunInfo}). */
+  runId?: string | undefined;
 }
 
 /**
@@ -130,11 +132,12 @@ export class Pipeline<Order> {
       durationMs: 0,
     }));
     const settled = this.#observer?.orderStarted(order, group.cancellation, startedAt);
+    const info = options.runId === undefined ? undefined : { runId: options.runId };
     for (let i = 0; i < this.#steps.length; i++) {
       const step = this.#steps[i] as Step<Order>;
       const slot = steps[i] as StepResult;
       group.go(
-        (cancel) => this.#runStep(step, order, cancel),
+        (cancel) => this.#runStep(step, order, cancel, info),
         (failed, error) => {
           this.#stepSettled(slot, failed, error, group.cancellation, startedAt);
         },
@@ -219,11 +222,16 @@ export class Pipeline<Order> {
    * runStep starts one step and returns its promise for the group. A step that throws, or
    * returns something other than a promise, fails like one that rejects.
    */
-  #runStep(step: Step<Order>, order: Order, cancel: Cancellation): unknown {
+  #runStep(
+    step: Step<Order>,
+    order: Order,
+    cancel: Cancellation,
+    info: RunInfo | undefined,
+  ): unknown {
     this.#tracker?.enter();
     let result: unknown;
     try {
-      result = step.run(order, cancel);
+      result = step.run(order, cancel, info);
     } catch (error) {
       return Promise.reject(error);
     }

@@ -21,7 +21,11 @@ import type { Cancellation } from '../core/cancellation.js';
  */
 export interface Step<Order> {
   readonly name: string;
-  run(order: Order, cancel: Cancellation): Promise<unknown>;
+  /**
+   * `run` may also read `info`: the run it belongs to, when the order is recorded (the ledger
+   * passes it; a pipeline run directly passes none).
+   */
+  run(order: Order, cancel: Cancellation, info?: RunInfo): Promise<unknown>;
   /**
    * compensate undoes the effect of a `run` that completed (refund the payment, retract the
    * notification, release the courier), when the order as a whole failed. Optional: a step
@@ -34,5 +38,20 @@ export interface Step<Order> {
    * Resolving means the effect is undone; rejecting means it may not be, and it will be
    * retried.
    */
-  compensate?(order: Order, cancel: Cancellation, attempt: number): Promise<unknown>;
+  compensate?(
+    order: Order,
+    cancel: Cancellation,
+    attempt: number,
+    info?: RunInfo,
+  ): Promise<unknown>;
+}
+
+/**
+ * RunInfo is what a step may know of the recorded run it works for. `runId` is drawn and
+ * recorded by the ledger before any step starts, and stays the same for the run's
+ * compensations, after a crash too: a step derives from it the idempotency keys of the calls
+ * it makes, so that a retried or recovered call is recognised by whoever receives it.
+ */
+export interface RunInfo {
+  readonly runId: string;
 }

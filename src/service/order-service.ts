@@ -283,7 +283,9 @@ export class OrderService {
     const unlinkClient = request.parent === undefined ? undefined : link(request.parent, cancel);
     const unlinkShutdown = link(this.admission.cancellation, cancel);
     const { idempotencyKey } = request;
-    const { order } = request;
+    // The steps see the deadline on the order: an upstream call that could not finish before
+    // it is not started, and one in flight is cut at it.
+    const order = { ...request.order, deadlineAt: Date.now() + remainingMs };
     this.#places.set(order, admitted);
     const submission = this.ledger.submit(order, {
       idempotencyKey,

@@ -81,6 +81,7 @@ describe('the README configuration table', () => {
     OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318',
     OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://127.0.0.1:4318/v1/traces',
     OTEL_TRACES_EXPORTER: 'console',
+    PIPELINE_FILE: 'examples/pipeline.json',
   };
 
   /** rangeOf reads the "(min–max)" of a row's meaning. */

@@ -1,0 +1,64 @@
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+
+/** The breaker states as the gauge reports them. */
+export const breakerStateValues = { closed: 0, half_open: 1, open: 2 } as const;
+export type BreakerState = keyof typeof breakerStateValues;
+
+/**
+ * UpstreamMetrics are the per-upstream series: request duration by upstream and status class,
+ * retries, aborts (the order's cancellation closing an in-flight request) and the breaker's
+ * state. Labels are bounded: upstream names come from the pipeline file.
+ */
+export class UpstreamMetrics {
+  readonly #duration: Histogram<'upstream' | 'status_class'>;
+  readonly #retries: Counter<'upstream'>;
+  readonly #aborts: Counter<'upstream'>;
+  readonly #breakerState: Gauge<'upstream'>;
+
+  /** The constructor registers the series in `registry`; a name registered twice throws. */
+  constructor(registry: Registry) {
+    const registers = [registry];
+    this.#duration = new Histogram({
+      name: 'order_pipeline_upstream_request_duration_seconds',
+      help: 'Upstream request attempts, by upstream and status class (2xx…5xx, or error: no answer).',
+      labelNames: ['upstream', 'status_class'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    });
+    this.#retries = new Counter({
+      name: 'order_pipeline_upstream_retries_total',
+      help: 'Upstream attempts retried after a transient failure.',
+      labelNames: ['upstream'],
+      registers,
+    });
+    this.#aborts = new Counter({
+      name: 'order_pipeline_upstream_aborts_total',
+      help: "In-flight upstream requests aborted by their order's cancellation.",
+      labelNames: ['upstream'],
+      registers,
+    });
+    this.#breakerState = new Gauge({
+      name: 'order_pipeline_upstream_breaker_state',
+      help: 'Circuit breaker of each upstream: 0 closed, 1 half-open, 2 open.',
+      labelNames: ['upstream'],
+      registers,
+    });
+  }
+
+  recordRequest(upstream: string, status: number | undefined, seconds: number): void {
+    const statusClass = status === undefined ? 'error' : `${Math.trunc(status / 100)}xx`;
+    this.#duration.observe({ upstream, status_class: statusClass }, seconds);
+  }
+
+  recordRetry(upstream: string): void {
+    this.#retries.inc({ upstream });
+  }
+
+  recordAbort(upstream: string): void {
+    this.#aborts.inc({ upstream });
+  }
+
+  recordBreakerState(upstream: string, state: BreakerState): void {
+    this.#breakerState.set({ upstream }, breakerStateValues[state]);
+  }
+}
