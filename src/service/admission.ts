@@ -80,7 +80,10 @@ const marginDecay = 1 - 1 / 1024;
  * other than the courier's), `hold` the mean courier hold, `finish` how long recording an
  * outcome takes (moving averages of admitted orders), and `margin` the largest recent error
  * of that prediction: each admitted order's time to done is compared with what was predicted,
- * and the margin is the peak of the excess, decaying by half in about 700 orders.
+ * and the margin is the larger of the peak excess and, for the error that grows with the wait
+ * (each hold waited for running a little long), the peak excess of the orders that queued
+ * near their deadline (predicted to take over half their time) as a share of their
+ * prediction, times this one; both peaks decay by half in about 700 orders.
  *
  * Standing queue: once the courier wait of every order served has stayed above
  * `overloadWaitMs` for `overloadWindowMs` (CoDel's rule), the wait admitted is at most
@@ -124,7 +127,10 @@ export class Admission {
   #unqueuedMs = Number.NaN;
   /** From every step settled to done (recording the outcome). */
   #finishMs = Number.NaN;
+  /** The peak excess of an order's time to done over its prediction, in milliseconds. */
   #marginMs = 0;
+  /** The peak of that excess as a share of the prediction, over orders that queued. */
+  #marginShare = 0;
   /** Since when every courier wait has been above the target; NaN when the last was not. */
   #aboveSince = Number.NaN;
   #capped = false;
@@ -192,9 +198,9 @@ export class Admission {
     return this.#refusedStandingQueue;
   }
 
-  /** marginMs is the margin added to every prediction (see the class). */
-  get marginMs(): number {
-    return this.#marginMs;
+  /** marginMs is the margin a prediction of `predictedMs` gets (see the class). */
+  marginMs(predictedMs: number): number {
+    return Math.max(this.#marginMs, this.#marginShare * predictedMs);
   }
 
   /**
@@ -246,7 +252,7 @@ export class Admission {
     } else {
       const waitMs = Math.max(reachMs, this.#waitMs(position, holdMs, reachMs, now));
       predictedMs = Math.max(unqueuedMs, waitMs + holdMs) + finishMs;
-      if (predictedMs + this.#marginMs > remainingMs) return this.#refuse();
+      if (predictedMs + this.marginMs(predictedMs) > remainingMs) return this.#refuse();
       if (waitMs > this.overloadWaitMs && this.#capped) {
         this.#refusedStandingQueue++;
         return this.#refuse();
@@ -261,6 +267,7 @@ export class Admission {
       ahead.add(now),
       position < 0,
       scored ? predictedMs : Number.NaN,
+      remainingMs,
     );
   }
 
@@ -352,6 +359,14 @@ export class Admission {
       if (place.predictedMs >= 0) {
         const errorMs = now - place.admittedAt - place.predictedMs;
         this.#marginMs = Math.max(errorMs, this.#marginMs * marginDecay);
+        // An order that queued near its deadline waited for many holds: its error grows with
+        // its wait (every hold ran a little long), and scales to each prediction.
+        if (!place.unqueued && place.predictedMs * 2 >= place.remainingMs) {
+          this.#marginShare = Math.max(
+            errorMs / place.predictedMs,
+            this.#marginShare * marginDecay,
+          );
+        }
       }
       if (--this.#inflight === 0) {
         const idle = this.#idle;
@@ -391,17 +406,26 @@ class Place implements Admitted {
   readonly unqueued: boolean;
   /** The predicted time from admission to done, or NaN when it is not scored. */
   readonly predictedMs: number;
+  /** The time it had left before its deadline when admitted. */
+  readonly remainingMs: number;
   /** When every step settled; NaN until then. */
   settledAt = Number.NaN;
   #granted = false;
   #released = false;
 
-  constructor(measure: Measure, entry: TimeEntry, unqueued: boolean, predictedMs: number) {
+  constructor(
+    measure: Measure,
+    entry: TimeEntry,
+    unqueued: boolean,
+    predictedMs: number,
+    remainingMs: number,
+  ) {
     this.#measure = measure;
     this.entry = entry;
     this.admittedAt = entry.time;
     this.unqueued = unqueued;
     this.predictedMs = predictedMs;
+    this.remainingMs = remainingMs;
   }
 
   courierGranted(poolWaitMs: number): void {

@@ -29,9 +29,12 @@ export interface ServiceSettings {
   readonly requestTimeoutMs: number;
   /** Orders in flight before new ones are refused `overloaded`: a memory guard. */
   readonly maxInflightOrders: number;
-  /** The longest expected wait admitted while the service is overloaded. */
+  /**
+   * The target courier wait: once every wait has stayed above it for `overloadWindowMs` (a
+   * standing queue), the longest wait admitted until the queue is gone.
+   */
   readonly overloadWaitMs: number;
-  /** How long after a refusal for overload the service counts as overloaded. */
+  /** How long every courier wait must stay above `overloadWaitMs` for a queue to stand. */
   readonly overloadWindowMs: number;
   /** `Retry-After` of a refusal, in seconds. */
   readonly retryAfterSeconds: number;

@@ -194,18 +194,35 @@ describe('Admission: the margin', () => {
   it('is the worst recent excess of the time to done over the prediction, and decays', async () => {
     const r = rig(1);
     await warm(r, 3, 100);
-    expect(r.admission.marginMs).toBe(0);
+    expect(r.admission.marginMs(1000)).toBe(0);
     const late = r.admit(10_000);
     if (late === undefined) throw new Error('want admitted');
     // Predicted 100 ms; its courier held 140.
     const served = r.serve(late, { holdMs: 140 });
     await r.run();
     await served;
-    expect(r.admission.marginMs).toBeCloseTo(40, 9);
+    expect(r.admission.marginMs(1000), 'an unqueued order’s excess, whatever the prediction').toBe(
+      40,
+    );
     await warm(r, 700, 100);
-    const margin = r.admission.marginMs;
+    const margin = r.admission.marginMs(1000);
     expect(margin, 'about half after 700 orders on time').toBeGreaterThan(15);
     expect(margin).toBeLessThan(25);
+  });
+
+  it('scales the excess of a queued order to each prediction: its holds ran long', async () => {
+    const r = rig(1);
+    await warm(r, 3, 100);
+    const first = r.admit(10_000);
+    const second = r.admit(400);
+    if (first === undefined || second === undefined) throw new Error('want admitted');
+    // Predicted 100 and 200 ms (half the second's 400 ms left: near its deadline); every hold
+    // takes 110 ms: done at 110 and 220.
+    const served = [r.serve(first, { holdMs: 110 }), r.serve(second, { holdMs: 110 })];
+    await r.run();
+    await Promise.all(served);
+    expect(r.admission.marginMs(0), 'the peak excess').toBe(20);
+    expect(r.admission.marginMs(1000), '10% of a prediction of 1000 ms').toBeCloseTo(100, 9);
   });
 });
 
