@@ -280,7 +280,7 @@ function expected(schema: TSchema, message: string): string {
     const options = (schema['anyOf'] as TSchema[]).map((option) => JSON.stringify(option['const']));
     return `expected one of ${options.join(', ')}`;
   }
-  return message.replace(/^Expected/, 'expected');
+  return message.charAt(0).toLowerCase() + message.slice(1);
 }
 
 const variable = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;

@@ -192,6 +192,40 @@ describe('real upstreams', () => {
     }
   });
 
+  it('a compensation the upstream refuses for now (503) is retried by the saga until done', async () => {
+    await upstreams.control('payment', { latency_ms: 300 });
+    await upstreams.control('vendor', { undo_unavailable_next: 1 });
+    try {
+      const { status } = await postOrder(port, { order_id: 'real-undo-retry', amount: 313 });
+      expect(status).toBe(400);
+      const run = await settled('real-undo-retry');
+      expect(run.steps.find((step) => step.name === 'vendor')?.compensation).toBe('compensated');
+      const undos = await requestsOf('vendor', 'real-undo-retry', 'undo');
+      expect(undos.map((request) => request.status)).toStrictEqual([503, 200]);
+    } finally {
+      await upstreams.control('payment', { latency_ms: 5 });
+    }
+  });
+
+  it('counts requests by upstream and status class, retries and aborts', async () => {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const value = (series: string): number => {
+      const line = text.split('\n').find((candidate) => candidate.startsWith(`${series} `));
+      return line === undefined ? 0 : Number(line.slice(series.length + 1));
+    };
+    expect(
+      value(
+        'order_pipeline_upstream_request_duration_seconds_count{upstream="payment",status_class="4xx"}',
+      ),
+    ).toBeGreaterThanOrEqual(1);
+    expect(
+      value('order_pipeline_upstream_retries_total{upstream="payment"}'),
+    ).toBeGreaterThanOrEqual(1);
+    expect(
+      value('order_pipeline_upstream_aborts_total{upstream="courier"}'),
+    ).toBeGreaterThanOrEqual(1);
+  });
+
   it('a breaker opens after consecutive failures, fails fast, and closes after a probe', async () => {
     expect(await breakerState('vendor')).toBe(0);
     await upstreams.control('vendor', { unavailable_next: 2, retry_after_s: 0 });
