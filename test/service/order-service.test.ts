@@ -48,18 +48,23 @@ function untilAborted(_order: Order, cancel: Cancellation): Promise<never> {
   });
 }
 
-/** failingStore is a memory store whose `method` rejects with a store error. */
-function failingStore(...methods: (keyof OrderStore)[]): OrderStore {
+/** storeWith is a memory store with the methods of `overrides` in place of its own. */
+function storeWith(overrides: Partial<Record<keyof OrderStore, unknown>>): OrderStore {
   const store = new MemoryOrderStore();
   return new Proxy(store, {
-    get(target, property, receiver) {
-      if (methods.includes(property as keyof OrderStore)) {
-        return () => Promise.reject(new Error('connection refused (internal detail)'));
-      }
+    get(target, property, receiver): unknown {
+      if (property in overrides) return overrides[property as keyof OrderStore];
       const value: unknown = Reflect.get(target, property, receiver);
-      return typeof value === 'function' ? value.bind(target) : value;
+      return typeof value === 'function' ? (value.bind(target) as unknown) : value;
     },
   });
+}
+
+/** failingStore is a memory store whose `methods` reject with a store error. */
+function failingStore(...methods: (keyof OrderStore)[]): OrderStore {
+  const fail = (): Promise<never> =>
+    Promise.reject(new Error('connection refused (internal detail)'));
+  return storeWith(Object.fromEntries(methods.map((method) => [method, fail])));
 }
 
 const instant = { payment: 0, vendor: 0, courier: 0 };
@@ -98,7 +103,9 @@ describe('OrderService.submit', () => {
       requestTimeoutMs: 50,
       steps: () => [
         step('payment', async (_order, cancel) => {
-          cancel.onAbort(() => aborted.resolve(cancel.reason));
+          cancel.onAbort(() => {
+            aborted.resolve(cancel.reason);
+          });
           return untilAborted(_order, cancel);
         }),
       ],
@@ -115,14 +122,7 @@ describe('OrderService.submit', () => {
 
   it('answers timeout after the slack when the store cannot record the outcome in time', async () => {
     const finishing = deferred<boolean>();
-    const store = new MemoryOrderStore();
-    const stalled = new Proxy(store, {
-      get(target, property, receiver) {
-        if (property === 'finish') return () => finishing.promise;
-        const value: unknown = Reflect.get(target, property, receiver);
-        return typeof value === 'function' ? value.bind(target) : value;
-      },
-    });
+    const stalled = storeWith({ finish: () => finishing.promise });
     const made = service({
       store: stalled,
       requestTimeoutMs: 30,
