@@ -7,6 +7,8 @@ import type { OrderStore } from './ledger/order-store.js';
 import { OrderError } from './order/errors.js';
 import { buildApp, type App } from './http/app.js';
 import { createObservability, type Observability } from './observability/observability.js';
+import { clusterViewsOf, relayClusterViews } from './observability/cluster-views.js';
+import { startupSummary } from './startup-summary.js';
 import { simulatedSteps } from './order/simulated-steps.js';
 import {
   OrderService,
@@ -101,13 +103,15 @@ export async function startOrderServer(config: Config, logger = pino()): Promise
     throw error;
   }
   logger.info(
-    { store: config.orderStore, instance_id: service.ledger.instanceId },
+    { ...startupSummary(config), instance_id: service.ledger.instanceId },
     'order store ready',
   );
+  const clusterViews = clusterViewsOf(config.workers);
   const app = buildApp({
     service,
     logger,
     observability,
+    clusterViews,
     benchFloorRoute: config.benchFloorRoute,
     adminToken: config.adminToken,
     simulationFields: pipeline === undefined,
@@ -118,6 +122,12 @@ export async function startOrderServer(config: Config, logger = pino()): Promise
       maxHeaderSizeBytes: config.maxHeaderSizeBytes,
     },
   });
+  if (clusterViews !== undefined) {
+    app.addHook('onClose', (_instance, closed) => {
+      clusterViews.close();
+      closed();
+    });
+  }
   app.addHook('onClose', async () => {
     await service.close();
     await upstreams?.close();
@@ -282,6 +292,8 @@ function superviseWorkers(count: number, logger: pino.Logger): void {
     logger.warn({ pid: worker.process.pid, code, signal }, 'a worker died: starting another');
     cluster.fork();
   });
+  // For as long as the primary lives: any worker's /metrics and /dashboard/state answer for all.
+  relayClusterViews();
   for (let i = 0; i < count; i++) cluster.fork();
   logger.info({ workers: count }, 'started workers');
   const stop = (signal: NodeJS.Signals): void => {

@@ -7,6 +7,7 @@ import Fastify, {
   type RawServerDefault,
 } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { ClusterViews } from '../observability/cluster-views.js';
 import type { Observability } from '../observability/observability.js';
 import type { OrderService } from '../service/order-service.js';
 import { adminRoutes } from './admin-routes.js';
@@ -43,6 +44,11 @@ export interface AppOptions {
    * `observeOrderService`; none by default. The app closes it when it closes.
    */
   observability?: Observability | undefined;
+  /**
+   * In a worker of `WORKERS=N`, the views of every worker: `/metrics` and `/dashboard/state`
+   * then answer for all workers, not only the one that took the connection. None by default.
+   */
+  clusterViews?: ClusterViews | undefined;
   /**
    * Serves `POST /bench/floor`, which validates nothing and answers a fixed small JSON body:
    * the framework floor the benchmarks compare `POST /order` with. Off by default.
@@ -117,12 +123,15 @@ export function buildApp(options: AppOptions): App {
   const { observability } = options;
   if (observability !== undefined) {
     const { metrics, recentOrders } = observability;
-    if (metrics !== undefined) app.register(metricsRoute, { metrics });
+    if (metrics !== undefined) {
+      app.register(metricsRoute, { metrics, clusterViews: options.clusterViews });
+    }
     if (recentOrders !== undefined) {
       app.register(dashboardRoutes, {
         recentOrders,
         service: options.service,
         operatorActions: options.adminToken !== undefined,
+        clusterViews: options.clusterViews,
       });
     }
     app.addHook('onClose', () => observability.close());
@@ -130,6 +139,7 @@ export function buildApp(options: AppOptions): App {
 
   app.register(orderRoutes, {
     service: options.service,
+    metrics: observability?.metrics,
     simulationFields: options.simulationFields ?? true,
   });
   app.register(adminRoutes, { service: options.service, adminToken: options.adminToken });

@@ -19,20 +19,24 @@ interface EdgeError {
  * answerRequestError answers an error raised by the framework before an order ran (a body
  * that is not valid JSON, too large, of another type, failing its schema), or by a route (the
  * service's store unavailable: 503 with `Retry-After`), in the service's error shape.
- * Anything unknown is `internal`, with a fixed message, and logged.
+ * Anything unknown is `internal`, with a fixed message, and logged. `answered`, if given, is
+ * told the kind of the answer.
  */
 export function answerRequestError(
   error: FastifyError | ServiceUnavailable,
   request: FastifyRequest,
   reply: FastifyReply,
+  answered?: (kind: HttpErrorKind) => void,
 ): FastifyReply {
   if (error instanceof ServiceUnavailable) {
+    answered?.(error.kind);
     // The service logged the store's error; the client learns only when to retry.
     return sendError(reply, error.kind, error.message, {
       retryAfterSeconds: error.retryAfterSeconds,
     });
   }
   const { kind, message } = classifyRequestError(error);
+  answered?.(kind);
   if (statusOf[kind] >= 500) request.log.error({ err: error }, 'request failed');
   return sendError(reply, kind, message, { orderId: readableOrderId(request.body) });
 }

@@ -1,10 +1,12 @@
 import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
-import type { FastifyBaseLogger } from 'fastify';
+import type { FastifyBaseLogger, FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { CancelSource } from '../core/cancellation.js';
+import type { OrderMetrics } from '../observability/metrics.js';
 import { withOrderId } from '../observability/order-log.js';
 import { OrderError, errorKinds } from '../order/errors.js';
 import type { OrderAnswer } from '../service/order-answer.js';
 import type { OrderService } from '../service/order-service.js';
+import { answerRequestError } from './edge-errors.js';
 import { sendError, statusOf } from './error-catalogue.js';
 import {
   errorResponses,
@@ -24,6 +26,8 @@ declare module 'fastify' {
 
 export interface OrderRoutesOptions {
   service: OrderService;
+  /** Count every answer of `POST /order`, refusals at the edge included; none by default. */
+  metrics?: OrderMetrics | undefined;
   /** Whether the fields that drive the simulated steps are taken (else 400). */
   simulationFields: boolean;
 }
@@ -61,10 +65,21 @@ const replayedHeader: DocumentedHeader = {
  */
 export const orderRoutes: FastifyPluginCallbackTypebox<OrderRoutesOptions> = (
   app,
-  { service, simulationFields },
+  { service, metrics, simulationFields },
   done,
 ) => {
   app.decorateRequest('receivedAt', undefined);
+  // An order refused before it reaches the service (its body, its type, its size) is
+  // counted where its kind is known.
+  const refusalsCounted =
+    metrics === undefined
+      ? {}
+      : {
+          errorHandler: (error: FastifyError, request: FastifyRequest, reply: FastifyReply) =>
+            answerRequestError(error, request, reply, (kind) => {
+              metrics.recordRefusal(kind);
+            }),
+        };
   app.post(
     '/order',
     {
@@ -101,6 +116,7 @@ export const orderRoutes: FastifyPluginCallbackTypebox<OrderRoutesOptions> = (
         request.receivedAt = performance.now();
         next();
       },
+      ...refusalsCounted,
     },
     async (request, reply) => {
       const { body } = request;
@@ -144,6 +160,7 @@ export const orderRoutes: FastifyPluginCallbackTypebox<OrderRoutesOptions> = (
         receivedAt: request.receivedAt,
       });
       reply.orderAnswer = answer;
+      metrics?.recordAnswer(answer);
       logNotable(log, answer);
       if (answer.replayed) void reply.header('idempotent-replayed', 'true');
       if (answer.retryAfterSeconds !== undefined) {

@@ -205,6 +205,15 @@ export class WorkerClusterViews implements ClusterViews {
   }
 }
 
+/**
+ * clusterViewsOf is this process's {@link WorkerClusterViews} when it is one of the `workers`
+ * of a primary (which relays, see {@link relayClusterViews}), else undefined: a process
+ * alone, or `workers` 1, answers for itself.
+ */
+export function clusterViewsOf(workers: number): WorkerClusterViews | undefined {
+  return workers > 1 && cluster.isWorker ? new WorkerClusterViews() : undefined;
+}
+
 /** WorkerLink is the primary's IPC channel to one worker. */
 export interface WorkerLink {
   readonly id: number;
@@ -218,6 +227,8 @@ export interface WorkerGroup {
   connected(): Iterable<WorkerLink>;
   /** onMessage listens to every worker's messages; returns the function that stops it. */
   onMessage(listener: (from: WorkerLink, message: unknown) => void): () => void;
+  /** onListening listens for workers that start serving; returns the function that stops it. */
+  onListening(listener: (worker: WorkerLink) => void): () => void;
   /** onExit listens for workers exiting; returns the function that stops it. */
   onExit(listener: (worker: WorkerLink) => void): () => void;
 }
@@ -241,6 +252,13 @@ export function clusterWorkers(): WorkerGroup {
       };
       cluster.on('message', onMessage);
       return () => cluster.off('message', onMessage);
+    },
+    onListening(listener) {
+      const onListening = (worker: Worker): void => {
+        listener(link(worker));
+      };
+      cluster.on('listening', onListening);
+      return () => cluster.off('listening', onListening);
     },
     onExit(listener) {
       const onExit = (worker: Worker): void => {
@@ -270,13 +288,15 @@ interface Collection {
 }
 
 /**
- * relayClusterViews runs in the primary of `WORKERS=N`: when a worker gathers a view, it asks
- * every connected worker (the asker too) for its part and answers the asker with the parts
- * that came. It answers as soon as every worker has answered or exited, and at the latest
- * after `timeoutMs`, without the parts still missing: a slow or dead worker delays a gather
- * by at most that, never hangs it. The primary only relays: it never reads the parts. A
- * timeout that is not a positive finite number throws a RangeError. Returns the function
- * that stops relaying: its listeners are removed and its timers cleared.
+ * relayClusterViews runs in the primary of `WORKERS=N`, started before the workers: when a
+ * worker gathers a view, it asks every worker that serves (it has listened, and its channel
+ * is open; the asker too) for its part, and answers the asker with the parts that came. A
+ * worker still starting has served nothing and is not asked. The relay answers as soon as
+ * every worker asked has answered or exited, and at the latest after `timeoutMs`, without
+ * the parts still missing: a slow or dead worker delays a gather by at most that, never
+ * hangs it. The primary only relays: it never reads the parts. A timeout that is not a
+ * positive finite number throws a RangeError. Returns the function that stops relaying: its
+ * listeners are removed and its timers cleared.
  */
 export function relayClusterViews(options: RelayOptions = {}): () => void {
   const timeoutMs = options.timeoutMs ?? partTimeoutMs;
@@ -285,6 +305,7 @@ export function relayClusterViews(options: RelayOptions = {}): () => void {
   }
   const workers = options.workers ?? clusterWorkers();
   const collections = new Map<number, Collection>();
+  const serving = new Set<number>();
   let nextId = 0;
 
   const finish = (id: number): void => {
@@ -306,7 +327,7 @@ export function relayClusterViews(options: RelayOptions = {}): () => void {
   };
   const start = (requester: WorkerLink, requestId: number, view: string): void => {
     const id = nextId++;
-    const asked = [...workers.connected()];
+    const asked = [...workers.connected()].filter((worker) => serving.has(worker.id));
     collections.set(id, {
       requester,
       requestId,
@@ -335,12 +356,18 @@ export function relayClusterViews(options: RelayOptions = {}): () => void {
       settle(id, from.id, { ok: message['ok'] === true, part: message['part'] });
     }
   });
+  const stopListening = workers.onListening((worker) => {
+    serving.add(worker.id);
+  });
   const stopExits = workers.onExit((worker) => {
+    serving.delete(worker.id);
     for (const id of [...collections.keys()]) settle(id, worker.id, { ok: false });
   });
   return () => {
     stopMessages();
+    stopListening();
     stopExits();
+    serving.clear();
     for (const collection of collections.values()) clearTimeout(collection.timer);
     collections.clear();
   };

@@ -1,8 +1,16 @@
 import { readdir } from 'node:fs/promises';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import {
+  AggregatorRegistry,
+  Counter,
+  Gauge,
+  Histogram,
+  Registry,
+  collectDefaultMetrics,
+} from 'prom-client';
 import type { Pool } from '../core/semaphore.js';
-import { errorKinds } from '../order/errors.js';
+import type { ErrorKind } from '../order/errors.js';
 import type { StepStatus } from '../order/pipeline.js';
+import type { ClusterView, Gathered } from './cluster-views.js';
 import type { PoolWait } from './observed-pool.js';
 import type { OrderRecord } from './order-record.js';
 
@@ -69,6 +77,43 @@ export interface AdmissionView {
   readonly overloaded: boolean;
 }
 
+/**
+ * AnswerView is what the metrics read of the service's answer to an order: whether it ran
+ * (its outcome), why it failed or was refused, and whether it was replayed from the record.
+ */
+export interface AnswerView {
+  readonly outcome?: { readonly status: 'ok' | 'error' } | undefined;
+  readonly error?: { readonly kind: string } | undefined;
+  readonly replayed: boolean;
+}
+
+/** Kinds an order that ran (its steps, or its deadline before they started) can fail with. */
+const ranKinds = [
+  'payment_declined',
+  'vendor_unavailable',
+  'no_courier',
+  'timeout',
+  'canceled',
+  'internal',
+  'shutting_down',
+  'unavailable',
+] as const satisfies readonly ErrorKind[];
+
+/**
+ * Kinds of the answers to orders that never ran: refused at the HTTP edge (their body, its
+ * type or size) or by the service (admission, the idempotency key, the store).
+ */
+const refusalKinds = [
+  'bad_request',
+  'payload_too_large',
+  'unsupported_media_type',
+  'idempotency_conflict',
+  'order_in_progress',
+  'overloaded',
+  'shutting_down',
+  'unavailable',
+] as const;
+
 const stepStatuses: readonly StepStatus[] = ['ok', 'error', 'canceled'];
 /** Seconds; the defaults of Prometheus clients, with finer steps below 5 ms for pool waits. */
 const waitBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
@@ -80,10 +125,20 @@ const waitBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
  * Recording an order costs a few map lookups and additions: every labelled child a record
  * can touch is created up front, and label values are bounded (outcome, kind, step, status;
  * never an order id). Gauges of the pool and the tracker are read only when scraped.
+ *
+ * Each metric says how the workers of `WORKERS=N` add up (its `aggregator`, read by
+ * {@link aggregateMetrics}): counters and histograms, and gauges of what each worker holds,
+ * are summed; gauges of the courier pool, which every worker reads from the one shared pool,
+ * take the largest reading (summing would count the pool once per worker), and so does
+ * the overload flag (1 if any worker sheds load).
  */
 export class OrderMetrics {
   readonly registry = new Registry();
-  readonly #orders = new Map<string, Counter.Internal>();
+  readonly #orders: Counter<'outcome' | 'kind'>;
+  /** Orders that ran, by kind (`none` for success). */
+  readonly #ran = new Map<string, Counter.Internal>();
+  /** Orders answered without running, by kind. */
+  readonly #refused = new Map<string, Counter.Internal>();
   readonly #orderDuration = new Map<string, Histogram.Internal<string>>();
   readonly #stepDuration: Histogram<'step' | 'status'>;
   readonly #stepChildren = new Map<string, Map<string, Histogram.Internal<'step' | 'status'>>>();
@@ -94,24 +149,30 @@ export class OrderMetrics {
 
   constructor(options: OrderMetricsOptions) {
     const registers = [this.registry];
-    const orders = new Counter({
+    this.#orders = new Counter({
       name: `${metricsPrefix}orders_total`,
-      help: 'Orders settled, by outcome (ok, error) and error kind (none when ok).',
+      help:
+        'Orders answered, by outcome (ok, error: it ran; refused: it did not) and kind ' +
+        '(none when ok); a replayed answer is not counted again.',
       labelNames: ['outcome', 'kind'],
       registers,
+      aggregator: 'sum',
     });
-    this.#orders.set('none', orders.labels('ok', 'none'));
-    for (const kind of errorKinds) this.#orders.set(kind, orders.labels('error', kind));
-    for (const child of this.#orders.values()) child.inc(0);
+    this.#ran.set('none', this.#orders.labels('ok', 'none'));
+    for (const kind of ranKinds) this.#ran.set(kind, this.#orders.labels('error', kind));
+    for (const kind of refusalKinds) this.#refused.set(kind, this.#orders.labels('refused', kind));
+    for (const child of [...this.#ran.values(), ...this.#refused.values()]) child.inc(0);
 
     const orderDuration = new Histogram({
       name: `${metricsPrefix}order_duration_seconds`,
       help: 'Time from the start of an order until every one of its steps had settled.',
       labelNames: ['outcome'],
       registers,
+      aggregator: 'sum',
     });
     for (const outcome of ['ok', 'error']) {
       this.#orderDuration.set(outcome, orderDuration.labels(outcome));
+      orderDuration.zero({ outcome });
     }
 
     this.#stepDuration = new Histogram({
@@ -119,9 +180,13 @@ export class OrderMetrics {
       help: 'Time from the start of an order until the step settled, by step and status.',
       labelNames: ['step', 'status'],
       registers,
+      aggregator: 'sum',
     });
     for (const step of options.stepNames) {
-      for (const status of stepStatuses) this.#stepChild(step, status);
+      for (const status of stepStatuses) {
+        this.#stepChild(step, status);
+        this.#stepDuration.zero({ step, status });
+      }
     }
 
     const courierWait = new Histogram({
@@ -130,17 +195,22 @@ export class OrderMetrics {
       labelNames: ['result'],
       buckets: waitBuckets,
       registers,
+      aggregator: 'sum',
     });
     this.#courierWait = {
       acquired: courierWait.labels('acquired'),
       canceled: courierWait.labels('canceled'),
     };
+    courierWait.zero({ result: 'acquired' });
+    courierWait.zero({ result: 'canceled' });
 
     const { courierPool, stepsInFlight } = options;
     new Gauge({
       name: `${metricsPrefix}courier_pool_slots`,
       help: 'Slots of the courier pool.',
       registers,
+      // The same pool in every worker: the shared pool's size, not one per worker.
+      aggregator: 'max',
       collect() {
         this.set(courierPool.size);
       },
@@ -149,6 +219,8 @@ export class OrderMetrics {
       name: `${metricsPrefix}courier_pool_slots_in_use`,
       help: 'Courier pool slots held right now.',
       registers,
+      // Every worker reads the shared pool's count (as Redis last told it): the busiest view.
+      aggregator: 'max',
       collect() {
         this.set(courierPool.inUse);
       },
@@ -157,6 +229,7 @@ export class OrderMetrics {
       name: `${metricsPrefix}courier_pool_waiters`,
       help: 'Courier steps queued for a pool slot right now.',
       registers,
+      aggregator: 'max',
       collect() {
         this.set(courierPool.waiting);
       },
@@ -165,6 +238,7 @@ export class OrderMetrics {
       name: `${metricsPrefix}steps_in_flight`,
       help: 'Steps started and not yet settled, across all orders.',
       registers,
+      aggregator: 'sum',
       collect() {
         this.set(stepsInFlight());
       },
@@ -177,6 +251,7 @@ export class OrderMetrics {
         help: 'Orders refused before any step ran, by kind (overloaded, shutting_down).',
         labelNames: ['kind'],
         registers,
+        aggregator: 'sum',
         collect() {
           this.reset();
           for (const [kind, count] of Object.entries(admission.refused)) {
@@ -188,6 +263,7 @@ export class OrderMetrics {
         name: `${metricsPrefix}orders_in_flight`,
         help: 'Orders admitted and not yet answered.',
         registers,
+        aggregator: 'sum',
         collect() {
           this.set(admission.inflight);
         },
@@ -196,6 +272,8 @@ export class OrderMetrics {
         name: `${metricsPrefix}admission_overloaded`,
         help: 'Whether an order was refused as overloaded in the last second (1) or not (0): the wait admitted is then capped.',
         registers,
+        // 1 if any worker sheds load.
+        aggregator: 'max',
         collect() {
           this.set(admission.overloaded ? 1 : 0);
         },
@@ -207,30 +285,70 @@ export class OrderMetrics {
       help: 'Compensation attempts, by step and result (compensated, compensation_failed).',
       labelNames: ['step', 'result'],
       registers,
+      aggregator: 'sum',
     });
     this.#operatorFlags = new Counter({
       name: `${metricsPrefix}operator_flags_total`,
       help: 'Compensations that exhausted their retries and were flagged for an operator.',
       labelNames: ['step'],
       registers,
+      aggregator: 'sum',
     });
+    for (const step of options.stepNames) {
+      for (const result of compensationResults) this.#compensations.labels(step, result).inc(0);
+      this.#operatorFlags.labels(step).inc(0);
+    }
     this.#ordersRecovered = new Counter({
       name: `${metricsPrefix}orders_recovered_total`,
       help: 'Orders left running by a dead instance, failed as interrupted and compensated.',
       registers,
+      aggregator: 'sum',
     });
 
     if (options.defaultMetrics === true) collectDefaultsOffTheLoop(this.registry);
   }
 
-  /** recordOrder counts a settled order and observes its duration and its steps' durations. */
+  /**
+   * recordOrder observes the duration of an order whose steps have all settled, and its
+   * steps' durations. The order itself is counted when it is answered ({@link recordAnswer}).
+   */
   recordOrder(record: OrderRecord): void {
     const { outcome } = record;
-    this.#orders.get(outcome.error?.kind ?? 'none')?.inc();
     this.#orderDuration.get(outcome.status)?.observe(record.durationMs / 1000);
     for (const step of outcome.steps) {
       this.#stepChild(step.name, step.status).observe(step.durationMs / 1000);
     }
+  }
+
+  /**
+   * recordAnswer counts the service's answer to an order in `orders_total`: as `ok` or
+   * `error` if it ran, as `refused` if it did not; a replayed answer is not counted again.
+   */
+  recordAnswer(answer: AnswerView): void {
+    if (answer.replayed) return;
+    const kind = answer.error?.kind ?? 'none';
+    if (answer.outcome === undefined) {
+      this.recordRefusal(kind);
+      return;
+    }
+    const child = this.#ran.get(kind) ?? this.#child(this.#ran, answer.outcome.status, kind);
+    child.inc();
+  }
+
+  /**
+   * recordRefusal counts an order answered without running, with `kind`: one the HTTP edge
+   * refused before it reached the service (its body, type or size), or one the service
+   * refused (see {@link recordAnswer}).
+   */
+  recordRefusal(kind: string): void {
+    (this.#refused.get(kind) ?? this.#child(this.#refused, 'refused', kind)).inc();
+  }
+
+  /** #child makes the series of a kind met for the first time, kept in `children`. */
+  #child(children: Map<string, Counter.Internal>, outcome: string, kind: string): Counter.Internal {
+    const child = this.#orders.labels(outcome, kind);
+    children.set(kind, child);
+    return child;
   }
 
   /** recordCourierWait observes one settled acquire of the courier pool. */
@@ -276,4 +394,52 @@ export class OrderMetrics {
   scrape(): Promise<string> {
     return this.registry.metrics();
   }
+
+  /** part is this process's metrics as prom-client's JSON: its part of {@link metricsView}. */
+  part(): Promise<MetricsPart> {
+    return this.registry.getMetricsAsJSON();
+  }
+}
+
+const compensationResults = ['compensated', 'compensation_failed'] as const;
+
+/** MetricsPart is one worker's metrics, as prom-client's `getMetricsAsJSON` gives them. */
+export type MetricsPart = readonly object[];
+
+/** metricsView is the metrics of each worker of `WORKERS=N`, as {@link OrderMetrics.part}. */
+export const metricsView: ClusterView<MetricsPart> = {
+  name: 'metrics',
+  isPart: (value): value is MetricsPart => Array.isArray(value) && value.every(isMetric),
+};
+
+/** isMetric tells whether `value` has the shape of one metric of `getMetricsAsJSON`. */
+function isMetric(value: unknown): boolean {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    'name' in value &&
+    typeof value.name === 'string' &&
+    'values' in value &&
+    Array.isArray(value.values)
+  );
+}
+
+/**
+ * aggregateMetrics renders the metrics of every worker as one, in the Prometheus text
+ * format: each metric added up across workers by its `aggregator` (see {@link OrderMetrics}),
+ * and `order_pipeline_workers{state}` telling how many workers answered and how many are
+ * missing (left out: they did not answer in time). Throws if a part holds a metric whose
+ * aggregator prom-client does not know.
+ */
+export function aggregateMetrics(gathered: Gathered<MetricsPart>): Promise<string> {
+  const registry = AggregatorRegistry.aggregate([...gathered.parts]);
+  const workers = new Gauge({
+    name: `${metricsPrefix}workers`,
+    help: 'Workers whose metrics this scrape adds up (answered), and those left out because they did not answer in time (missing).',
+    labelNames: ['state'],
+    registers: [registry],
+  });
+  workers.labels('answered').set(gathered.parts.length);
+  workers.labels('missing').set(gathered.missing);
+  return registry.metrics();
 }

@@ -24,6 +24,8 @@ interface FakeWorker {
 interface FakeCluster {
   readonly workers: FakeWorker[];
   readonly primary: EventEmitter;
+  /** listen tells the primary that `worker` serves (it listens). */
+  listen(worker: FakeWorker): void;
   /** kill makes `worker` exit: its channel closes and the primary hears of it. */
   kill(worker: FakeWorker): void;
   /** stop stops the relay and closes every worker's views. */
@@ -35,7 +37,10 @@ const viaChannel = (message: object): unknown => JSON.parse(JSON.stringify(messa
 const partTimeoutMs = 100;
 const gatherTimeoutMs = 300;
 
-function fakeCluster(count: number, options: { relay?: boolean } = {}): FakeCluster {
+function fakeCluster(
+  count: number,
+  options: { relay?: boolean; listening?: boolean } = {},
+): FakeCluster {
   const primary = new EventEmitter();
   const workers: FakeWorker[] = [];
   const links = new Map<number, WorkerLink>();
@@ -79,6 +84,10 @@ function fakeCluster(count: number, options: { relay?: boolean } = {}): FakeClus
       primary.on('message', listener);
       return () => primary.off('message', listener);
     },
+    onListening(listener) {
+      primary.on('listening', listener);
+      return () => primary.off('listening', listener);
+    },
     onExit(listener) {
       primary.on('exit', listener);
       return () => primary.off('exit', listener);
@@ -88,9 +97,14 @@ function fakeCluster(count: number, options: { relay?: boolean } = {}): FakeClus
     options.relay === false
       ? () => undefined
       : relayClusterViews({ workers: group, timeoutMs: partTimeoutMs });
+  for (const worker of workers)
+    if (options.listening !== false) primary.emit('listening', links.get(worker.id));
   return {
     workers,
     primary,
+    listen(worker) {
+      primary.emit('listening', links.get(worker.id));
+    },
     kill(worker) {
       worker.alive = false;
       worker.views.close();
@@ -116,7 +130,7 @@ function serveIds(fake: FakeCluster): void {
 const sorted = (parts: readonly number[]): number[] => [...parts].sort((a, b) => a - b);
 
 let current: FakeCluster | undefined;
-function start(count: number, options?: { relay?: boolean }): FakeCluster {
+function start(count: number, options?: { relay?: boolean; listening?: boolean }): FakeCluster {
   current = fakeCluster(count, options);
   return current;
 }
@@ -225,6 +239,20 @@ describe('WorkerClusterViews and relayClusterViews', () => {
     expect(vi.getTimerCount()).toBe(0);
   });
 
+  it('a worker still starting (it has not listened) is not asked, nor missing', async () => {
+    vi.useFakeTimers();
+    const fake = start(2, { listening: false });
+    serveIds(fake);
+    const [first, second] = fake.workers as [FakeWorker, FakeWorker];
+    fake.listen(first);
+    // Answered at once: nobody else is waited for.
+    expect(await first.views.gather(numbers)).toStrictEqual({ parts: [1], missing: 0 });
+    fake.listen(second);
+    const got = await first.views.gather(numbers);
+    expect(sorted(got.parts)).toStrictEqual([1, 2]);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
   it('a gather whose message cannot be sent rejects at once', async () => {
     const fake = start(2);
     serveIds(fake);
@@ -249,6 +277,7 @@ describe('WorkerClusterViews and relayClusterViews', () => {
     );
     expect(fake.primary.listenerCount('message')).toBe(0);
     expect(fake.primary.listenerCount('exit')).toBe(0);
+    expect(fake.primary.listenerCount('listening')).toBe(0);
     for (const worker of fake.workers) expect(worker.inbox.listenerCount('message')).toBe(0);
     expect(vi.getTimerCount()).toBe(0);
   });
@@ -276,5 +305,6 @@ const idleLink: PrimaryLink = { send: () => undefined, on: () => undefined, off:
 const idleGroup: WorkerGroup = {
   connected: () => [],
   onMessage: () => () => undefined,
+  onListening: () => () => undefined,
   onExit: () => () => undefined,
 };

@@ -1,6 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { FastifyPluginCallback, FastifyReply } from 'fastify';
+import type { ClusterView, ClusterViews } from '../../observability/cluster-views.js';
 import type { RecentOrders } from '../../observability/recent-orders.js';
 import type { OrderService } from '../../service/order-service.js';
 import { errorResponses, retryAfter } from '../error-responses.js';
@@ -10,6 +12,7 @@ import {
   attentionLimit,
   attentionOrder,
   DashboardState,
+  mergeDashboardStates,
 } from './dashboard-state.js';
 
 export interface DashboardRoutesOptions {
@@ -17,7 +20,21 @@ export interface DashboardRoutesOptions {
   service: OrderService;
   /** Whether operator actions are enabled (an operator token is configured). */
   operatorActions: boolean;
+  /**
+   * The views of every worker, in a worker of `WORKERS=N`: `/dashboard/state` then answers
+   * with the states of all workers merged, and this worker serves its own to the others.
+   * None by default: the state of this process.
+   */
+  clusterViews?: ClusterViews | undefined;
 }
+
+const isDashboardState = TypeCompiler.Compile(DashboardState);
+
+/** dashboardView is the dashboard state of each worker of `WORKERS=N`, as it alone sees it. */
+export const dashboardView: ClusterView<DashboardState> = {
+  name: 'dashboard',
+  isPart: (value): value is DashboardState => isDashboardState.Check(value),
+};
 
 export type { DashboardState };
 
@@ -49,7 +66,7 @@ const polled = { requestLogLevel: 'debug' } as const;
  */
 export const dashboardRoutes: FastifyPluginCallback<DashboardRoutesOptions> = (
   app,
-  { recentOrders, service, operatorActions },
+  { recentOrders, service, operatorActions, clusterViews },
   done,
 ) => {
   const { stepNames } = service;
@@ -91,42 +108,58 @@ export const dashboardRoutes: FastifyPluginCallback<DashboardRoutesOptions> = (
       ...errorResponses(['internal', 'unavailable'], { 'retry-after': retryAfter('unavailable') }),
     },
   };
+  /** localState is the state of this process alone. */
+  const localState = async (): Promise<DashboardState> => {
+    const runs = (await service.openCompensations(attentionCountLimit)).map((run) =>
+      toRecordedOrder(run, stepNames),
+    );
+    const flagged = runs.filter((run) => run.needs_operator).length;
+    // Read after the store answered, so that the figures are of one moment.
+    const load = service.load();
+    const now = performance.now();
+    return {
+      now: Date.now(),
+      pool: { size: load.pool.size, in_use: load.pool.inUse, waiting: load.pool.waiting },
+      steps_in_flight: load.stepsInFlight,
+      orders_in_flight: load.ordersInFlight,
+      overloaded:
+        service.admission.overloaded || recentOrders.refusedOverloadedWithin(overloadSignalMs, now),
+      orders_total: recentOrders.total,
+      orders_per_second: recentOrders.perSecond(now),
+      refused_per_second: recentOrders.refusedPerSecond(now),
+      by_kind: recentOrders.byKind(),
+      refused: { ...load.refused },
+      last_minute: recentOrders.lastMinute(now),
+      series: recentOrders.series(now),
+      attention: runs.sort(attentionOrder).slice(0, attentionLimit),
+      attention_count: {
+        flagged,
+        open: runs.length - flagged,
+        more: runs.length >= attentionCountLimit,
+      },
+      operator_actions: operatorActions,
+      timeline: recentOrders.timeline(),
+    };
+  };
+  let stateNow = localState;
+  if (clusterViews !== undefined) {
+    const stopServing = clusterViews.serve(dashboardView, localState);
+    app.addHook('onClose', (_instance, closed) => {
+      stopServing();
+      closed();
+    });
+    stateNow = async () => {
+      const { parts } = await clusterViews.gather(dashboardView);
+      // No worker could tell (this one's store failed too): answer as this one alone would.
+      return parts.length === 0 ? localState() : mergeDashboardStates(parts);
+    };
+  }
   app.get(
     '/dashboard/state',
     { schema: state, config: polled },
     async (_request, reply): Promise<DashboardState> => {
       void reply.header('cache-control', 'no-store');
-      const runs = (await service.openCompensations(attentionCountLimit)).map((run) =>
-        toRecordedOrder(run, stepNames),
-      );
-      const flagged = runs.filter((run) => run.needs_operator).length;
-      // Read after the store answered, so that the figures are of one moment.
-      const load = service.load();
-      const now = performance.now();
-      return {
-        now: Date.now(),
-        pool: { size: load.pool.size, in_use: load.pool.inUse, waiting: load.pool.waiting },
-        steps_in_flight: load.stepsInFlight,
-        orders_in_flight: load.ordersInFlight,
-        overloaded:
-          service.admission.overloaded ||
-          recentOrders.refusedOverloadedWithin(overloadSignalMs, now),
-        orders_total: recentOrders.total,
-        orders_per_second: recentOrders.perSecond(now),
-        refused_per_second: recentOrders.refusedPerSecond(now),
-        by_kind: recentOrders.byKind(),
-        refused: { ...load.refused },
-        last_minute: recentOrders.lastMinute(now),
-        series: recentOrders.series(now),
-        attention: runs.sort(attentionOrder).slice(0, attentionLimit),
-        attention_count: {
-          flagged,
-          open: runs.length - flagged,
-          more: runs.length >= attentionCountLimit,
-        },
-        operator_actions: operatorActions,
-        timeline: recentOrders.timeline(),
-      };
+      return stateNow();
     },
   );
   done();
