@@ -163,6 +163,7 @@ export const orderRoutes: FastifyPluginCallbackTypebox<OrderRoutesOptions> = (
       metrics?.recordAnswer(answer);
       logNotable(log, answer);
       if (answer.replayed) void reply.header('idempotent-replayed', 'true');
+      if (answer.needsOperator === true) void reply.header('order-needs-operator', 'true');
       if (answer.retryAfterSeconds !== undefined) {
         void reply.header('retry-after', String(answer.retryAfterSeconds));
       }

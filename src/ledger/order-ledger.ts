@@ -6,15 +6,15 @@ import type { Order } from '../order/order.js';
 import { Compensator } from './compensator.js';
 import { execute, type ExecutionContext } from './execution.js';
 import { silentLogger, type LedgerLogger, type OrderLedgerOptions } from './ledger-options.js';
-import { isOpen } from './compensation-rules.js';
+import { isClaimable, needsOperator } from './compensation-rules.js';
 import type { NewRun, OrderRun, OrderStore } from './order-store.js';
 import { Recovery } from './recovery.js';
 import { asReplayed, type Submission } from './submission.js';
 
 /**
  * Outcome kinds after which a request with the same idempotency key runs anew (once its
- * compensations are settled): they say nothing about the order itself. Every other outcome,
- * success included, is final and replayed.
+ * compensations are settled, see {@link keyHolderAnswer}): they say nothing about the order
+ * itself. Every other outcome, success included, is final and replayed.
  */
 export const retryableKinds: readonly ErrorKind[] = [
   'timeout',
@@ -49,7 +49,9 @@ export interface SubmitOptions {
  * - With an idempotency key a run executes at most once at a time: the store's
  *   insert-if-absent decides which caller executes; a repeat in this instance joins the
  *   running execution, one in another instance gets `order_in_progress`; a finished run is
- *   replayed, or runs anew after a retryable outcome.
+ *   replayed, or runs anew after a retryable outcome once its compensations are settled; a
+ *   run whose compensation waits for an operator is replayed with its flag, not waited for
+ *   (see {@link keyHolderAnswer}).
  * - A background sweep renews this instance's leases, recovers the runs of dead instances
  *   as `interrupted` and retries due compensations (see {@link Recovery}).
  *
@@ -215,18 +217,15 @@ export class OrderLedger {
     cancel: Cancellation,
   ): Promise<Submission> {
     if (existing.fingerprint !== run.fingerprint) return 'idempotency_conflict';
-    if (existing.state === 'running' || existing.outcome === undefined) return 'order_in_progress';
-    const kind = existing.outcome.error?.kind;
-    if (kind === undefined || !retryableKinds.includes(kind)) {
-      return { outcome: existing.outcome, replayed: true };
-    }
-    if (existing.compensations.some(isOpen)) return 'order_in_progress';
+    const answer = keyHolderAnswer(existing);
+    if (answer !== 'may_restart') return answer;
     const keyed = { ...run, idempotencyKey: existing.idempotencyKey ?? '' };
     if (await this.#store.restart(keyed, retryableKinds)) return this.#execute(run, cancel);
-    // Another request restarted it first, or its compensations reopened: read it again.
+    // Another request restarted it first (and it may have finished since): read it again.
     const current = await this.#store.getByKey(keyed.idempotencyKey);
-    if (current?.state !== 'finished' || current.outcome === undefined) return 'order_in_progress';
-    return { outcome: current.outcome, replayed: true };
+    if (current === undefined) return 'order_in_progress';
+    const again = keyHolderAnswer(current);
+    return again === 'may_restart' ? replayOf(current) : again;
   }
 
   async #execute(run: NewRun, cancel: Cancellation): Promise<Submission> {
@@ -301,6 +300,38 @@ export class OrderLedger {
     await this.idle();
     if (this.#ownsStore) await this.#store.close();
   }
+}
+
+/**
+ * keyHolderAnswer is the answer to a repeat of the keyed request whose run is `holder`, or
+ * `may_restart` if the key may run anew:
+ *
+ * - running: `order_in_progress`;
+ * - finished with a final outcome: replayed;
+ * - finished with a retryable outcome, a compensation still left to the retries:
+ *   `order_in_progress` (it settles by itself, the client retries after Retry-After);
+ * - finished with a retryable outcome, no compensation left to the retries but one flagged
+ *   for an operator: replayed, flag shown. It is not in progress: nothing happens to it until
+ *   an operator acts, so answering 409 would send the client back for ever;
+ * - finished with a retryable outcome, every compensation done or settled: `may_restart`.
+ *
+ * A replay carries `needsOperator` whenever a compensation of the run is flagged.
+ */
+function keyHolderAnswer(holder: OrderRun): Submission | 'may_restart' {
+  if (holder.state === 'running' || holder.outcome === undefined) return 'order_in_progress';
+  const kind = holder.outcome.error?.kind;
+  if (kind === undefined || !retryableKinds.includes(kind)) return replayOf(holder);
+  if (holder.compensations.some(isClaimable)) return 'order_in_progress';
+  if (needsOperator(holder.compensations)) return replayOf(holder);
+  return 'may_restart';
+}
+
+/** replayOf is the recorded answer of the finished run `run`, with its flag if it has one. */
+function replayOf(run: OrderRun): Submission {
+  if (run.outcome === undefined) return 'order_in_progress';
+  return needsOperator(run.compensations)
+    ? { outcome: run.outcome, replayed: true, needsOperator: true }
+    : { outcome: run.outcome, replayed: true };
 }
 
 /** keepUntilSettled holds `work` in `set` until it settles, whichever way. */

@@ -6,6 +6,11 @@ export interface Recorded {
   /** The outcome was recorded by an earlier request (or the one this request joined). */
   readonly replayed: boolean;
   /**
+   * Present (true) on a replay whose run has a compensation flagged for an operator: what the
+   * order did is not fully undone, and nothing more happens to it until an operator acts.
+   */
+  readonly needsOperator?: true;
+  /**
    * What the failing step threw when it was not an OrderError (kind `internal`), for the
    * request that ran the order only: never recorded, so never replayed.
    */

@@ -20,6 +20,11 @@ export interface OrderAnswer {
     { readonly kind: ErrorKind; readonly message: string; readonly cause?: unknown } | undefined;
   /** The outcome was recorded by an earlier request and is replayed. */
   readonly replayed: boolean;
+  /**
+   * Present (true) on a replay whose run has a compensation flagged for an operator: it is
+   * not fully undone, and nothing more happens to it until an operator settles the flag.
+   */
+  readonly needsOperator?: true;
   /** For a refusal or an order still in progress: seconds after which to retry. */
   readonly retryAfterSeconds?: number | undefined;
 }

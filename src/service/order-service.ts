@@ -337,12 +337,14 @@ export class OrderService {
   /**
    * #answerOf answers for what the ledger did. An outcome that says the service could not
    * serve the order for now (`unavailable`: the store or the shared pool; `interrupted`: the
-   * instance died) tells when to try again, as every refusal does.
+   * instance died) tells when to try again, as every refusal does — unless a compensation of
+   * its run waits for an operator: trying again changes nothing until the operator acts.
    */
   #answerOf(submission: Submission): OrderAnswer {
     if (submission === 'idempotency_conflict') return this.#conflict;
     if (submission === 'order_in_progress') return this.#inProgress;
     const answer = answerOf(submission.outcome, submission.replayed, submission.cause);
+    if (submission.needsOperator === true) return { ...answer, needsOperator: true };
     const kind = answer.error?.kind;
     if (kind === 'unavailable' || kind === 'interrupted') {
       return { ...answer, retryAfterSeconds: this.admission.retryAfterSeconds };

@@ -273,7 +273,7 @@ describe('submit with an idempotency key', () => {
     expect(h.tracker.started, 'steps run').toBe(6);
   });
 
-  it('after a retryable outcome with a flagged compensation the key is order_in_progress until an operator settles the flag, then runs anew', async () => {
+  it('after a retryable outcome with a flagged compensation the key is replayed with the flag until an operator settles it, then runs anew', async () => {
     const h = harness({ compensationMaxAttempts: 1 });
     h.gates.payment = deferred();
     h.started.payment = deferred();
@@ -283,7 +283,8 @@ describe('submit with an idempotency key', () => {
     await h.started.payment.promise;
     await flushMicrotasks(); // vendor and courier complete
     deadline.abort(new OrderError('timeout', 'order did not complete within 30 ms'));
-    expect(kindOf(await first), 'first').toBe('timeout');
+    const timedOut = recorded(await first);
+    expect(kindOf(timedOut), 'first').toBe('timeout');
     await h.ledger.idle();
     const run = await h.ledger.get('o-6');
     expect(statuses(run), 'compensations').toEqual([
@@ -291,7 +292,12 @@ describe('submit with an idempotency key', () => {
       'compensation_failed',
       'compensated',
     ]);
-    expect(await h.submit(order, 'k-6'), 'while flagged').toBe('order_in_progress');
+    // Nothing happens to it until an operator acts: it is not in progress.
+    expect(await h.submit(order, 'k-6'), 'while flagged').toStrictEqual({
+      outcome: timedOut.outcome,
+      replayed: true,
+      needsOperator: true,
+    });
 
     expect(await h.ledger.settleFlag(run?.runId ?? '', 'vendor'), 'settled').toBe(true);
     h.gates.payment.resolve();

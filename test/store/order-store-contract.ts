@@ -500,6 +500,45 @@ export function orderStoreContract(
       expect((await store.get(first.orderId))?.runId).toBe(winner?.runId);
     });
 
+    it('restart keeps a key whose compensation is flagged until an operator settles it', async () => {
+      const key = newId();
+      const first = keyed(newId(), key);
+      await store.begin(first);
+      const interrupted: RecordedOutcome = {
+        ...failed,
+        error: { kind: 'interrupted', message: 'the order was interrupted by a restart' },
+      };
+      await store.finish(
+        finishOf(first, {
+          outcome: interrupted,
+          compensations: [
+            {
+              name: 'payment',
+              status: 'compensation_failed',
+              attempts: 1,
+              lastError: 'internal',
+              needsOperator: true,
+            },
+          ],
+        }),
+      );
+      const again = () => keyed(first.orderId, key, { owner: 'b', now: 4_000 });
+      expect(await store.restart(again(), retryableKinds), 'while flagged').toBe(false);
+      expect(await store.getByKey(key), 'the key stays with the flagged run').toMatchObject({
+        runId: first.runId,
+        state: 'finished',
+        compensations: [{ name: 'payment', needsOperator: true }],
+      });
+      expect(await store.settleFlag(first.runId, 'payment', 5_000)).toBe(true);
+      const rerun = again();
+      expect(await store.restart(rerun, retryableKinds), 'once settled').toBe(true);
+      expect(await store.getByKey(key)).toMatchObject({
+        runId: rerun.runId,
+        state: 'running',
+        attempt: 2,
+      });
+    });
+
     it('a final outcome is never restarted', async () => {
       const key = newId();
       const first = keyed(newId(), key);
