@@ -1,0 +1,159 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { killServers, spawnServer, type ServerProcess } from './server-process.js';
+import {
+  killUpstreams,
+  pipelineFile,
+  removePipelineFiles,
+  startUpstreams,
+} from './upstreams-process.js';
+
+// Money is conserved whatever happens: the reference upstreams fail at random, clients give
+// up, and the service is killed with SIGKILL under load and started again on its store. Once
+// every run has settled, the payment upstream has charged each key at most once, and what it
+// charged minus what it refunded is exactly the amounts of the orders recorded ok.
+
+const dataDir = mkdtempSync(join(tmpdir(), 'order-pipeline-chaos-'));
+
+afterAll(async () => {
+  await killServers();
+  await killUpstreams();
+  removePipelineFiles();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+interface Sent {
+  readonly orderId: string;
+  readonly amount: number;
+}
+
+/**
+ * load sends keyed orders from `clients` concurrent clients to the port `port()` names until
+ * `stop()`, a tenth of them given up by their client after a few milliseconds; connection
+ * errors (the server being killed) are part of the chaos.
+ */
+async function load(
+  port: () => number,
+  clients: number,
+  stop: () => boolean,
+  sent: Sent[],
+  prefix: string,
+): Promise<void> {
+  const client = async (c: number): Promise<void> => {
+    for (let i = 0; !stop(); i++) {
+      const orderId = `${prefix}-${c}-${i}`;
+      const amount = 1 + Math.floor(Math.random() * 999);
+      sent.push({ orderId, amount });
+      const controller = new AbortController();
+      const timer =
+        Math.random() < 0.1
+          ? setTimeout(() => {
+              controller.abort();
+            }, Math.random() * 60)
+          : undefined;
+      try {
+        const response = await fetch(`http://127.0.0.1:${port()}/order`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'idempotency-key': `key-${orderId}` },
+          body: JSON.stringify({ order_id: orderId, amount }),
+          signal: controller.signal,
+        });
+        await response.text();
+      } catch {
+        // Aborted by the client, or the server is down: the order may or may not have run.
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: clients }, (_, c) => client(c)));
+}
+
+interface Recorded {
+  state: string;
+  status: string;
+  error?: { kind: string };
+  steps: { compensation: string; needs_operator: boolean }[];
+}
+
+/** settledRun polls the recorded run of `orderId` until it has settled; undefined if never recorded. */
+async function settledRun(port: number, orderId: string): Promise<Recorded | undefined> {
+  for (let i = 0; i < 300; i++) {
+    const response = await fetch(`http://127.0.0.1:${port}/order/${orderId}`);
+    if (response.status === 404) return undefined;
+    const run = (await response.json()) as Recorded;
+    const open = run.steps.some(
+      (step) =>
+        step.compensation === 'pending' ||
+        (step.compensation === 'compensation_failed' && !step.needs_operator),
+    );
+    if (run.state === 'finished' && !open) return run;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`the run of ${orderId} did not settle`);
+}
+
+function started(env: Record<string, string>): ServerProcess {
+  return spawnServer({ ...env, DATA_DIR: dataDir, COMPENSATION_RETRY_BASE_MS: '100' });
+}
+
+describe('real upstreams under chaos', () => {
+  it('conserves money through random failures, client aborts and a kill -9 mid-load', async () => {
+    const upstreams = await startUpstreams();
+    await upstreams.control('payment', { fail_rate: 0.2, latency_ms: 20 });
+    await upstreams.control('vendor', { fail_rate: 0.2, latency_ms: 10 });
+    await upstreams.control('courier', { fail_rate: 0.1, latency_ms: 30 });
+    const env = { PIPELINE_FILE: pipelineFile(), ...upstreams.env };
+
+    const first = started(env);
+    let port = await first.listening();
+    const sent: Sent[] = [];
+    let stopping = false;
+    const running = load(
+      () => port,
+      8,
+      () => stopping,
+      sent,
+      'chaos',
+    );
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    first.child.kill('SIGKILL');
+    await first.exited;
+    const second = started(env);
+    port = await second.listening();
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    stopping = true;
+    await running;
+
+    let okAmounts = 0;
+    let ok = 0;
+    const kinds = new Map<string, number>();
+    for (const { orderId, amount } of sent) {
+      const run = await settledRun(port, orderId);
+      const kind = run === undefined ? 'not recorded' : (run.error?.kind ?? 'ok');
+      kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
+      if (run?.status === 'ok') {
+        okAmounts += amount;
+        ok++;
+      }
+      expect(run?.steps.some((step) => step.needs_operator) ?? false, orderId).toBe(false);
+    }
+    const payment = await upstreams.ledger('payment');
+    const charges = new Map<string, number>();
+    for (const effect of payment.effects)
+      charges.set(effect.key, (charges.get(effect.key) ?? 0) + 1);
+    expect([...charges.values()].every((count) => count === 1)).toBe(true);
+    expect(ok, 'some orders succeeded').toBeGreaterThan(0);
+    expect(ok, 'some orders failed').toBeLessThan(sent.length);
+    console.log(
+      `chaos: ${sent.length} orders sent, ${JSON.stringify(Object.fromEntries(kinds))}; ` +
+        `payment charged ${payment.charged ?? 0}, refunded ${payment.refunded ?? 0}, ` +
+        `ok orders ${okAmounts}`,
+    );
+    expect(kinds.get('interrupted') ?? 0, 'the kill interrupted orders').toBeGreaterThan(0);
+    expect((payment.charged ?? 0) - (payment.refunded ?? 0)).toBe(okAmounts);
+  }, 90_000);
+});
