@@ -42,6 +42,8 @@ export class UpstreamMetrics {
       help: 'Circuit breaker of each upstream: 0 closed, 1 half-open, 2 open.',
       labelNames: ['upstream'],
       registers,
+      // Each worker of WORKERS=N has its own breakers: a scrape of all shows the most open.
+      aggregator: 'max',
     });
   }
 
