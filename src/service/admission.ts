@@ -17,9 +17,9 @@ export interface AdmissionOptions {
   /** Sent as `Retry-After` with a refusal; a positive integer. */
   readonly retryAfterSeconds: number;
   /**
-   * The target of the courier wait (CoDel's): once the wait has stayed above it for
-   * {@link overloadWindowMs}, a standing queue, the wait admitted is at most this, in
-   * milliseconds.
+   * The target of the courier wait (CoDel's), in milliseconds: once the wait has stayed above
+   * it for {@link overloadWindowMs} while orders are refused, a standing queue, the wait
+   * admitted is at most this.
    */
   readonly overloadWaitMs: number;
   /** How long the courier wait must stay above {@link overloadWaitMs} to count as standing. */
@@ -86,11 +86,14 @@ const marginDecay = 1 - 1 / 1024;
  * prediction, times this one; both peaks decay by half in about 700 orders.
  *
  * Standing queue: once the courier wait of every order served has stayed above
- * `overloadWaitMs` for `overloadWindowMs` (CoDel's rule), the wait admitted is at most
- * `overloadWaitMs`, until no order is left ahead and a courier is free. More orders are
- * arriving than the couriers serve, so a longer queue would serve no more of them: it would
- * only make each admitted order wait, and hold its memory, longer. A burst the couriers clear
- * within the window never meets the cap, and a single refusal never sets it.
+ * `overloadWaitMs` for `overloadWindowMs` (CoDel's rule) while orders are being refused (an
+ * order was refused within the window: more arrive than can finish), the wait admitted is at
+ * most `overloadWaitMs`, until a window passes with no refusal or no order is left ahead and a
+ * courier is free. More orders are arriving than the couriers serve, so a longer queue would
+ * serve no more of them: it would only make each admitted order wait, and hold its memory,
+ * longer. A queue that stands but refuses nothing (clients that wait for their answers before
+ * sending more, bursts the couriers absorb within the deadline) is not capped, nor is a queue
+ * that refuses without standing: a single refusal never sets the cap.
  *
  * Cold start: before any hold is measured, the hold is the age of the oldest courier held (a
  * lower bound), and predictions are not scored for the margin.
@@ -133,6 +136,8 @@ export class Admission {
   #marginShare = 0;
   /** Since when every courier wait has been above the target; NaN when the last was not. */
   #aboveSince = Number.NaN;
+  /** When an order was last refused as `overloaded`. */
+  #refusedAt = -Infinity;
   #capped = false;
 
   /** Limits outside their ranges throw a RangeError. */
@@ -205,12 +210,11 @@ export class Admission {
 
   /**
    * overloaded is true while a standing queue caps the wait admitted at
-   * {@link overloadWaitMs}: from when the courier wait has stayed above it for
-   * {@link overloadWindowMs} until no order is left ahead and a courier is free.
+   * {@link overloadWaitMs} (see the class).
    */
   get overloaded(): boolean {
-    if (this.#capped && this.#ahead.size === 0 && this.#pool.position(0) < 0) this.#uncap();
-    return this.#capped;
+    if (this.#ahead.size === 0 && this.#pool.position(0) < 0) this.#uncap();
+    return this.#cappedAt(this.#now());
   }
 
   /** closed is true once {@link close} has been called: the service is draining. */
@@ -234,10 +238,10 @@ export class Admission {
       this.#refusedShuttingDown++;
       return this.#shuttingDown;
     }
-    if (this.#inflight >= this.maxInflightOrders) return this.#refuse();
+    const now = this.#now();
+    if (this.#inflight >= this.maxInflightOrders) return this.#refuse(now);
     const pool = this.#pool;
     const ahead = this.#ahead;
-    const now = this.#now();
     const position = pool.position(ahead.size);
     const backlogMs = this.#storeBacklogMs();
     const reachMs = Math.max(backlogMs, orZero(this.#reachMs));
@@ -246,16 +250,16 @@ export class Admission {
     const unqueuedMs = orZero(this.#unqueuedMs);
     let predictedMs: number;
     if (position < 0) {
-      if (ahead.size === 0 && this.#capped) this.#uncap();
-      if (!(remainingMs > 0)) return this.#refuse();
+      if (ahead.size === 0) this.#uncap();
+      if (!(remainingMs > 0)) return this.#refuse(now);
       predictedMs = Math.max(unqueuedMs, reachMs + holdMs) + finishMs;
     } else {
       const waitMs = Math.max(reachMs, this.#waitMs(position, holdMs, reachMs, now));
       predictedMs = Math.max(unqueuedMs, waitMs + holdMs) + finishMs;
-      if (predictedMs + this.marginMs(predictedMs) > remainingMs) return this.#refuse();
-      if (waitMs > this.overloadWaitMs && this.#capped) {
+      if (predictedMs + this.marginMs(predictedMs) > remainingMs) return this.#refuse(now);
+      if (waitMs > this.overloadWaitMs && this.#cappedAt(now)) {
         this.#refusedStandingQueue++;
-        return this.#refuse();
+        return this.#refuse(now);
       }
     }
     this.#inflight++;
@@ -318,9 +322,29 @@ export class Admission {
     this.#shutdown.abort(new OrderError('shutting_down', kindMessage('shutting_down')));
   }
 
-  #refuse(): Refused {
+  #refuse(now: number): Refused {
     this.#refusedOverloaded++;
+    this.#refusedAt = now;
     return this.#overloaded;
+  }
+
+  /**
+   * cappedAt tells whether the standing-queue cap holds at `now`. It is set once every
+   * courier wait has been above the target for the window while orders are being refused (the
+   * couriers cannot serve what arrives), and lifted once a window passes with no refusal, or
+   * the queue is gone. While it holds, waits at or under the target do not lift it: they are
+   * the cap at work.
+   */
+  #cappedAt(now: number): boolean {
+    if (this.#capped) {
+      if (now - this.#refusedAt >= this.overloadWindowMs) this.#uncap();
+    } else if (
+      now - this.#aboveSince >= this.overloadWindowMs &&
+      now - this.#refusedAt < this.overloadWindowMs
+    ) {
+      this.#capped = true;
+    }
+    return this.#capped;
   }
 
   #uncap(): void {
@@ -339,13 +363,8 @@ export class Admission {
       const now = this.#now();
       this.#reachMs = average(this.#reachMs, now - place.admittedAt - poolWaitMs);
       // CoDel: the queue stands once every wait has been above the target for a window.
-      if (poolWaitMs <= this.overloadWaitMs) {
-        this.#aboveSince = Number.NaN;
-      } else if (Number.isNaN(this.#aboveSince)) {
-        this.#aboveSince = now;
-      } else if (now - this.#aboveSince >= this.overloadWindowMs) {
-        this.#capped = true;
-      }
+      if (poolWaitMs <= this.overloadWaitMs) this.#aboveSince = Number.NaN;
+      else if (Number.isNaN(this.#aboveSince)) this.#aboveSince = now;
     },
     settled: (place) => {
       if (place.unqueued) {

@@ -227,20 +227,26 @@ describe('Admission: the margin', () => {
 });
 
 describe('Admission: the standing-queue cap', () => {
-  it('caps the wait once every wait has stayed above the target for the window, not before, and lifts once the queue is gone', async () => {
+  it('caps the wait once every wait has stayed above the target for the window while orders are refused, and lifts once the queue is gone', async () => {
     const r = rig(1, { overloadWaitMs: 50, overloadWindowMs: 1000 });
     await warm(r, 3, 100);
     const start = r.now();
     // A burst of 20 orders of 100 ms: granted at 0, 100, ..., 1900 ms. The grant at 100 ms is
-    // the first to have waited over 50 ms, so the queue stands from the grant at 1100 ms on.
+    // the first to have waited over 50 ms, so the queue stands from 1100 ms on.
     const burst = Array.from({ length: 20 }, () => r.admit(10_000));
     const served = burst.map((place) => {
       if (place === undefined) throw new Error('want admitted');
       return r.serve(place, { holdMs: 100 });
     });
-    expect(await r.run(() => r.admission.overloaded)).toBe(true);
-    expect(r.now() - start, 'capped at ms').toBe(1100);
-    expect(r.admission.queued, 'orders still ahead').toBe(8);
+    expect(await r.run(() => r.now() - start >= 1100)).toBe(true);
+    expect(r.admission.overloaded, 'standing, but nothing refused').toBe(false);
+    const fits = r.admit(10_000);
+    if (fits === undefined) throw new Error('an order that fits is admitted');
+    served.push(r.serve(fits, { holdMs: 100 }));
+    // An order that cannot finish is refused: more arrive than can finish.
+    expect(r.admit(500)).toBeUndefined();
+    expect(r.admission.overloaded).toBe(true);
+    expect(r.admission.refusedStandingQueue).toBe(0);
     // Capped: an order whose wait would be over 50 ms is refused, though it would fit.
     expect(r.admit(10_000)).toBeUndefined();
     expect(r.admission.refusedStandingQueue).toBe(1);
@@ -249,6 +255,34 @@ describe('Admission: the standing-queue cap', () => {
     expect(r.admission.queued).toBe(0);
     expect(r.admission.overloaded, 'nobody ahead and the courier free').toBe(false);
     expect(r.admit(10_000)).toBeDefined();
+  });
+
+  it('lifts once a window passes with no refusal, though the queue stands', async () => {
+    const r = rig(1, { overloadWaitMs: 50, overloadWindowMs: 1000 });
+    await warm(r, 3, 100);
+    const start = r.now();
+    const burst = Array.from({ length: 30 }, () => r.admit(10_000));
+    const served = burst.map((place) => {
+      if (place === undefined) throw new Error('want admitted');
+      return r.serve(place, { holdMs: 100 });
+    });
+    await r.run(() => r.now() - start >= 1100);
+    expect(r.admit(500)).toBeUndefined();
+    expect(r.admission.overloaded).toBe(true);
+    await r.run(() => r.now() - start >= 2100);
+    expect(r.admission.overloaded, 'a window with no refusal').toBe(false);
+    await r.run();
+    await Promise.all(served);
+  });
+
+  it('a single refusal with no standing queue never sets it', async () => {
+    const r = rig(1, { overloadWaitMs: 50, overloadWindowMs: 1000 });
+    await warm(r, 3, 100);
+    const first = r.admit(10_000);
+    if (first === undefined) throw new Error('want admitted');
+    expect(r.admit(50), 'cannot finish in 50 ms').toBeUndefined();
+    expect(r.admission.overloaded).toBe(false);
+    expect(r.admit(10_000), 'queued 100 ms: over the target, admitted').toBeDefined();
   });
 
   it('a burst the couriers clear within the window never sets it', async () => {
