@@ -17,6 +17,13 @@ import {
 } from './service/order-service.js';
 import { importDriver } from './store/import-driver.js';
 import { openOrderStore } from './store/open-order-store.js';
+import { openProcessLog, type ProcessLog } from './process-log.js';
+import {
+  StartupError,
+  listenStartupError,
+  redisStartupError,
+  storeStartupError,
+} from './startup-error.js';
 import { httpSteps } from './upstream/http-steps.js';
 import { Upstreams } from './upstream/upstreams.js';
 
@@ -47,7 +54,9 @@ export interface RunningServer {
  * startOrderServer is {@link startServer} that also hands back the service and the shutdown.
  * This is the composition root: the one place where the configuration becomes the options
  * of each module, and where the store, the observability, the service and the app are wired.
- * Rejects if the store cannot be opened or its recovery fails (the store is closed then).
+ * Rejects with a {@link StartupError} that names the variable to check if Redis cannot be
+ * reached, the store cannot be opened or its recovery fails, or the server cannot listen;
+ * what was opened is closed first.
  */
 export async function startOrderServer(config: Config, logger = pino()): Promise<RunningServer> {
   const tracing =
@@ -60,7 +69,13 @@ export async function startOrderServer(config: Config, logger = pino()): Promise
     dashboard: config.dashboardEnabled,
     tracing,
   });
-  const courierPool = await openCourierPool(config);
+  let courierPool: CourierPool;
+  try {
+    courierPool = await openCourierPool(config);
+  } catch (error) {
+    await observability.close();
+    throw redisStartupError(config.redisUrl ?? '', error);
+  }
   let store: OrderStore;
   try {
     store = await openOrderStore({
@@ -72,7 +87,8 @@ export async function startOrderServer(config: Config, logger = pino()): Promise
     });
   } catch (error) {
     await courierPool.close();
-    throw error;
+    await observability.close();
+    throw storeStartupError(config, error);
   }
   const { pipeline } = config;
   const upstreams =
@@ -100,7 +116,7 @@ export async function startOrderServer(config: Config, logger = pino()): Promise
     await upstreams?.close();
     await courierPool.close();
     await observability.close();
-    throw error;
+    throw storeStartupError(config, error);
   }
   logger.info(
     { ...startupSummary(config), instance_id: service.ledger.instanceId },
@@ -133,7 +149,12 @@ export async function startOrderServer(config: Config, logger = pino()): Promise
     await upstreams?.close();
     await courierPool.close();
   });
-  await app.listen({ host: config.host, port: config.port });
+  try {
+    await app.listen({ host: config.host, port: config.port });
+  } catch (error) {
+    await app.close();
+    throw listenStartupError(config.host, config.port, error);
+  }
   const shutDown = async (): Promise<void> => {
     const aborted = await service.shutDown(config.drainTimeoutMs);
     if (aborted > 0) {
@@ -228,64 +249,128 @@ async function openCourierPool(config: Config): Promise<CourierPool> {
 }
 
 /**
- * main is the process entry point: read the configuration, listen, and on SIGTERM or SIGINT
- * drain (see {@link RunningServer.shutDown}) and exit 0. A second signal exits 1 at once.
+ * shutdownLimitMs is how long a shutdown may take before the process exits anyway: the drain,
+ * then the grace of steps that ignore the abort, the compensations under way (one attempt
+ * each, `stepCount` at most per order, one after the other) and 5 s to close the store.
  */
-async function main(): Promise<void> {
+function shutdownLimitMs(config: Config, stepCount: number): number {
+  return (
+    config.drainTimeoutMs + config.abandonGraceMs + stepCount * config.compensationTimeoutMs + 5000
+  );
+}
+
+/**
+ * main is the process entry point: read the configuration, listen, and on SIGTERM or SIGINT
+ * drain (see {@link RunningServer.shutDown}) and exit 0. A second signal exits 1 at once (see
+ * {@link onStopSignals}), and so does a shutdown not done within {@link shutdownLimitMs}.
+ * Every exit goes through `log`, so a log destination that fails or stalls never keeps the
+ * process from exiting.
+ */
+async function main(log: ProcessLog): Promise<void> {
+  const { logger } = log;
   let config: Config;
   try {
     config = loadConfig();
   } catch (error) {
     if (error instanceof ConfigError) {
       // LOG_LEVEL itself may be what is wrong: the reason is logged at the default level.
-      pino().fatal(error.message);
-      process.exitCode = 1;
+      logger.fatal(error.message);
+      log.exit(1);
       return;
     }
     throw error;
   }
-  const logger = pino({ level: config.logLevel });
+  logger.level = config.logLevel;
   if (config.workers > 1 && cluster.isPrimary) {
-    superviseWorkers(config.workers, logger);
+    superviseWorkers(config.workers, log);
     return;
   }
   const server = await startOrderServer(config, logger);
-  let stopping = false;
+  const limitMs = shutdownLimitMs(config, server.service.pipeline.stepNames.length);
   const shutdown = (signal: NodeJS.Signals): void => {
-    if (stopping) {
-      // An operator who asks twice wants out now, drained or not.
-      logger.warn({ signal }, 'second signal: exiting at once');
-      process.exit(1);
-    }
-    stopping = true;
     logger.info({ signal }, 'shutting down: draining in-flight orders');
+    // Whatever holds the shutdown up (a store that stopped answering), the process ends.
+    setTimeout(() => {
+      logger.error({ limit_ms: limitMs }, 'shutdown not done in time: exiting');
+      log.exit(1);
+    }, limitMs);
     server.shutDown().then(
       () => {
         logger.info('shut down cleanly');
-        process.exit(0);
+        log.exit(0);
       },
       (error: unknown) => {
         logger.error({ err: error }, 'shutdown failed');
-        process.exit(1);
+        log.exit(1);
       },
     );
   };
-  process.on('SIGTERM', shutdown);
-  process.on('SIGINT', shutdown);
+  onStopSignals(shutdown, (signal) => {
+    // An operator who asks twice wants out now, drained or not.
+    logger.warn({ signal }, 'second signal: exiting at once');
+    log.exit(1);
+  });
+}
+
+/**
+ * A stop signal that comes within this many milliseconds of the first is the same request
+ * delivered twice: a terminal's Ctrl-C, or a signal sent to the process group, reaches both
+ * npm and the server, and npm forwards its own copy to the server.
+ */
+const repeatedSignalMs = 500;
+
+/**
+ * onStopSignals calls `stop` on the first SIGTERM or SIGINT and `stopNow` on each later one,
+ * but ignores any that comes within {@link repeatedSignalMs} of the first.
+ */
+function onStopSignals(
+  stop: (signal: NodeJS.Signals) => void,
+  stopNow: (signal: NodeJS.Signals) => void,
+): void {
+  let firstAt: number | undefined;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    const now = performance.now();
+    if (firstAt === undefined) {
+      firstAt = now;
+      stop(signal);
+    } else if (now - firstAt >= repeatedSignalMs) {
+      stopNow(signal);
+    }
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
 }
 
 /**
  * superviseWorkers runs `count` worker processes (node:cluster) that serve on one port, the
- * connections spread between them. A worker that dies is replaced. On SIGTERM or SIGINT each
- * worker is told to drain, and the primary exits 0 once all have exited (1 on a second signal).
+ * connections spread between them. A worker that dies is replaced, except while none has
+ * listened yet: a worker that cannot start (its own log line says why) would be replaced by
+ * one failing the same way, for ever, so the primary stops every worker and exits 1. On
+ * SIGTERM or SIGINT each worker is told to drain, and the primary exits 0 once all have
+ * exited (1 on a second signal, see {@link onStopSignals}).
  */
-function superviseWorkers(count: number, logger: pino.Logger): void {
+function superviseWorkers(count: number, log: ProcessLog): void {
+  const { logger } = log;
   let stopping = false;
+  let exitCode = 0;
+  let listened = false;
+  const stopWorkers = (): void => {
+    for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGTERM');
+  };
+  cluster.on('listening', () => {
+    listened = true;
+  });
   cluster.on('exit', (worker, code, signal) => {
+    if (!stopping && !listened) {
+      stopping = true;
+      exitCode = 1;
+      logger.error({ pid: worker.process.pid, code, signal }, 'a worker failed to start: stopping');
+      stopWorkers();
+    }
     if (stopping) {
       if (Object.keys(cluster.workers ?? {}).length === 0) {
-        logger.info('every worker has exited');
-        process.exit(0);
+        if (exitCode === 0) logger.info('every worker has exited');
+        log.exit(exitCode);
       }
       return;
     }
@@ -296,22 +381,29 @@ function superviseWorkers(count: number, logger: pino.Logger): void {
   relayClusterViews();
   for (let i = 0; i < count; i++) cluster.fork();
   logger.info({ workers: count }, 'started workers');
-  const stop = (signal: NodeJS.Signals): void => {
-    if (stopping) {
+  onStopSignals(
+    (signal) => {
+      stopping = true;
+      logger.info({ signal }, 'shutting down: each worker drains');
+      stopWorkers();
+    },
+    (signal) => {
       logger.warn({ signal }, 'second signal: exiting at once');
-      process.exit(1);
-    }
-    stopping = true;
-    logger.info({ signal }, 'shutting down: each worker drains');
-    for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGTERM');
-  };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
+      log.exit(1);
+    },
+  );
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  main().catch((error: unknown) => {
-    console.error(error);
-    process.exit(1);
+  const log = openProcessLog();
+  main(log).catch((error: unknown) => {
+    // A start-up failure the operator can fix is one line that says what to check; anything
+    // else is a bug, logged with its stack.
+    if (error instanceof StartupError) {
+      log.logger.fatal({ variable: error.variable }, error.message);
+    } else {
+      log.logger.fatal({ err: error }, 'the server failed to start');
+    }
+    log.exit(1);
   });
 }

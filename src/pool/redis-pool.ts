@@ -162,7 +162,8 @@ export class RedisPool implements Pool {
   /**
    * open connects to Redis (a command connection and a subscriber), loads the scripts and
    * starts the renewal of leases. A size or lease out of range throws a RangeError; rejects
-   * if Redis cannot be reached.
+   * if Redis cannot be reached, with the first connection error (`ECONNREFUSED`, …) rather
+   * than ioredis's "Connection is closed", and both connections closed.
    */
   static async open(options: RedisPoolOptions): Promise<RedisPool> {
     if (!Number.isSafeInteger(options.size) || options.size < 1) {
@@ -183,9 +184,13 @@ export class RedisPool implements Pool {
     const redis = connect();
     const subscriber = connect();
     // Errors are answered through the calls that meet them; without listeners they would
-    // crash the process.
-    redis.on('error', () => undefined);
-    subscriber.on('error', () => undefined);
+    // crash the process. The first one says why opening failed, if it does.
+    let firstError: unknown;
+    const onError = (error: unknown): void => {
+      firstError ??= error;
+    };
+    redis.on('error', onError);
+    subscriber.on('error', onError);
     try {
       await Promise.all([redis.connect(), subscriber.connect()]);
       const pool = new RedisPool(options, redis, subscriber);
@@ -194,7 +199,7 @@ export class RedisPool implements Pool {
     } catch (error) {
       redis.disconnect();
       subscriber.disconnect();
-      throw error;
+      throw firstError ?? error;
     }
   }
 

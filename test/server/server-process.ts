@@ -11,14 +11,17 @@ import { fileURLToPath } from 'node:url';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 
-/** startArgs is the `start` script of package.json without its leading `node`. */
+/**
+ * startArgs is the `start` script of package.json without its leading `node` (and the `exec`
+ * before it, which makes the shell npm runs the script in hand its signals to Node).
+ */
 export function startArgs(): string[] {
   const manifest: unknown = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8'));
   const start =
     typeof manifest === 'object' && manifest !== null && 'scripts' in manifest
       ? (manifest.scripts as Record<string, string>)['start']
       : undefined;
-  const [node, ...args] = (start ?? '').split(/\s+/);
+  const [node, ...args] = (start ?? '').replace(/^exec\s+/, '').split(/\s+/);
   if (node !== 'node') throw new Error(`unexpected start script: ${String(start)}`);
   return args;
 }
