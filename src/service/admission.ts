@@ -57,9 +57,14 @@ export interface Refused {
 const sampleWeight = 1 / 32;
 /**
  * How fast the margin forgets its peak, per order measured: it halves in about 700 orders,
- * so it stands for the worst error of the last thousand or so (a 99.9th percentile).
+ * so it stands for the worst error of the last thousand or so (a 99.9th percentile)...
  */
 const marginDecay = 1 - 1 / 1024;
+/**
+ * ...or in 30 s, whichever comes first: after a stall that inflated it, few orders are
+ * admitted, and a margin forgotten only order by order would keep refusing for minutes.
+ */
+const marginHalfLifeMs = 30_000;
 
 /**
  * Admission decides, before any step of an order starts, whether the service takes it: it
@@ -83,7 +88,8 @@ const marginDecay = 1 - 1 / 1024;
  * and the margin is the larger of the peak excess and, for the error that grows with the wait
  * (each hold waited for running a little long), the peak excess of the orders that queued
  * near their deadline (predicted to take over half their time) as a share of their
- * prediction, times this one; both peaks decay by half in about 700 orders.
+ * prediction, times this one; both peaks decay by half in about 700 orders or 30 s,
+ * whichever comes first.
  *
  * Standing queue: once the courier wait of every order served has stayed above
  * `overloadWaitMs` for `overloadWindowMs` (CoDel's rule) while orders are being refused (an
@@ -134,6 +140,8 @@ export class Admission {
   #marginMs = 0;
   /** The peak of that excess as a share of the prediction, over orders that queued. */
   #marginShare = 0;
+  /** When the margin was last measured: it decays with time from then (see marginHalfLifeMs). */
+  #marginSince = 0;
   /** Since when every courier wait has been above the target; NaN when the last was not. */
   #aboveSince = Number.NaN;
   /** When an order was last refused as `overloaded`. */
@@ -203,9 +211,15 @@ export class Admission {
     return this.#refusedStandingQueue;
   }
 
-  /** marginMs is the margin a prediction of `predictedMs` gets (see the class). */
+  /** marginMs is the margin a prediction of `predictedMs` gets now (see the class). */
   marginMs(predictedMs: number): number {
-    return Math.max(this.#marginMs, this.#marginShare * predictedMs);
+    return this.#marginAt(this.#now(), predictedMs);
+  }
+
+  /** marginAt is the margin a prediction of `predictedMs` gets at `now`. */
+  #marginAt(now: number, predictedMs: number): number {
+    const decay = 2 ** ((this.#marginSince - now) / marginHalfLifeMs);
+    return Math.max(this.#marginMs, this.#marginShare * predictedMs) * decay;
   }
 
   /**
@@ -256,7 +270,7 @@ export class Admission {
     } else {
       const waitMs = Math.max(reachMs, this.#waitMs(position, holdMs, reachMs, now));
       predictedMs = Math.max(unqueuedMs, waitMs + holdMs) + finishMs;
-      if (predictedMs + this.marginMs(predictedMs) > remainingMs) return this.#refuse(now);
+      if (predictedMs + this.#marginAt(now, predictedMs) > remainingMs) return this.#refuse(now);
       if (waitMs > this.overloadWaitMs && this.#cappedAt(now)) {
         this.#refusedStandingQueue++;
         return this.#refuse(now);
@@ -377,15 +391,15 @@ export class Admission {
       if (place.settledAt >= 0) this.#finishMs = average(this.#finishMs, now - place.settledAt);
       if (place.predictedMs >= 0) {
         const errorMs = now - place.admittedAt - place.predictedMs;
-        this.#marginMs = Math.max(errorMs, this.#marginMs * marginDecay);
+        const decay = Math.min(marginDecay, 2 ** ((this.#marginSince - now) / marginHalfLifeMs));
+        this.#marginSince = now;
+        this.#marginMs = Math.max(errorMs, this.#marginMs * decay);
         // An order that queued near its deadline waited for many holds: its error grows with
         // its wait (every hold ran a little long), and scales to each prediction.
-        if (!place.unqueued && place.predictedMs * 2 >= place.remainingMs) {
-          this.#marginShare = Math.max(
-            errorMs / place.predictedMs,
-            this.#marginShare * marginDecay,
-          );
-        }
+        this.#marginShare =
+          !place.unqueued && place.predictedMs * 2 >= place.remainingMs
+            ? Math.max(errorMs / place.predictedMs, this.#marginShare * decay)
+            : this.#marginShare * decay;
       }
       if (--this.#inflight === 0) {
         const idle = this.#idle;

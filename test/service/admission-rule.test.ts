@@ -204,10 +204,12 @@ describe('Admission: the margin', () => {
     expect(r.admission.marginMs(1000), 'an unqueued order’s excess, whatever the prediction').toBe(
       40,
     );
-    await warm(r, 700, 100);
+    await warm(r, 700, 1);
     const margin = r.admission.marginMs(1000);
     expect(margin, 'about half after 700 orders on time').toBeGreaterThan(15);
     expect(margin).toBeLessThan(25);
+    r.tick(30_000);
+    expect(r.admission.marginMs(1000), 'and half again after 30 s').toBeCloseTo(margin / 2, 9);
   });
 
   it('scales the excess of a queued order to each prediction: its holds ran long', async () => {
