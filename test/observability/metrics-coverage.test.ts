@@ -1,6 +1,5 @@
 import type { ClientRequest } from 'node:http';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { Pool } from '../../src/core/semaphore.js';
 import { metricsPrefix } from '../../src/observability/metrics.js';
 import { OrderError } from '../../src/order/errors.js';
 import type { Order } from '../../src/order/order.js';
@@ -8,7 +7,12 @@ import type { Step } from '../../src/order/step.js';
 import { MemoryOrderStore } from '../../src/store/memory-order-store.js';
 import { deferred, type Deferred } from '../helpers.js';
 import { listen, postOrder } from '../http/support.js';
-import { buildObservedApp, quickOrder, type ObservedTestApp } from './observed-app.js';
+import {
+  buildObservedApp,
+  courierHolding,
+  quickOrder,
+  type ObservedTestApp,
+} from './observed-app.js';
 
 // Every series the service exports moves when its event happens. The series are enumerated
 // from the registry of a fresh app, and each must have a scenario here that causes its
@@ -62,40 +66,6 @@ const failingLast = (failed: 'payment' | 'vendor' | 'courier', extra: object = {
   ...extra,
 });
 
-/** A single courier step that holds its slot until the test's gate opens. */
-const gatedCourier =
-  (gate: Promise<void>) =>
-  (pool: Pool): Step<Order>[] => [
-    {
-      name: 'courier',
-      run: async (_order, cancel) => {
-        const permit = await pool.acquire(cancel);
-        try {
-          await gate;
-        } finally {
-          permit.release();
-        }
-      },
-    },
-  ];
-
-/** A single courier step that holds its slot 20 ms, or until the gate opens for `held`. */
-const queuedCourier =
-  (gate: Promise<void>) =>
-  (pool: Pool): Step<Order>[] => [
-    {
-      name: 'courier',
-      run: async (order, cancel) => {
-        const permit = await pool.acquire(cancel);
-        try {
-          await (order.id === 'held' ? gate : new Promise((resolve) => setTimeout(resolve, 20)));
-        } finally {
-          permit.release();
-        }
-      },
-    },
-  ];
-
 /** A pipeline whose payment step fails with `error` at once. */
 const failingWith = (error: unknown) => (): Step<Order>[] => [
   {
@@ -110,7 +80,7 @@ const ordersTotal = (outcome: string, kind: string): string =>
 /** The holding scenarios run on a pool of one slot with one gated courier step. */
 const holding = ({ gate }: { gate: Deferred<void> }): AppOptions => ({
   courierPoolSize: 1,
-  steps: gatedCourier(gate.promise),
+  steps: courierHolding(() => gate.promise),
 });
 
 const scenarios: Record<string, Scenario> = {
@@ -278,18 +248,32 @@ const scenarios: Record<string, Scenario> = {
     },
   },
   [`${metricsPrefix}admission_overloaded`]: {
-    // A standing queue: every courier wait is above the target (0 ms) for the window (0 ms)
-    // once two orders were granted a courier after waiting; the last one holds it.
+    // A standing queue: courier waits above the target (0 ms) for the window (300 ms) while
+    // orders are refused. The first order holds the one courier 100 ms; the next two wait for
+    // it, then hold it until the scenario is over; orders keep coming, and are refused once
+    // three are in flight.
     options: ({ gate }) => ({
       courierPoolSize: 1,
+      maxInflightOrders: 3,
       overloadWaitMs: 0,
-      overloadWindowMs: 0,
-      steps: queuedCourier(gate.promise),
+      overloadWindowMs: 300,
+      steps: courierHolding((order) =>
+        order.id === 'first' ? new Promise((resolve) => setTimeout(resolve, 100)) : gate.promise,
+      ),
     }),
     cause: async (h) => {
-      const orders = ['q1', 'q2', 'q3', 'held'].map((id) =>
+      const orders = ['first', 'second', 'third'].map((id) =>
         h.post({ ...quickOrder, order_id: id }),
       );
+      await expect
+        .poll(
+          () => {
+            orders.push(h.post({ ...quickOrder, order_id: `more-${orders.length}` }));
+            return h.service.admission.overloaded;
+          },
+          { timeout: 5000 },
+        )
+        .toBe(true);
       h.later(() => Promise.all(orders));
     },
   },

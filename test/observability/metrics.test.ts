@@ -1,10 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Pool } from '../../src/core/semaphore.js';
-import type { Order } from '../../src/order/order.js';
-import type { Step } from '../../src/order/step.js';
 import { deferred } from '../helpers.js';
 import {
   buildObservedApp,
+  courierHolding,
   failingOrder,
   quickOrder,
   type ObservedTestApp,
@@ -32,23 +30,6 @@ async function scrape(test: ObservedTestApp): Promise<string> {
 function sample(text: string, series: string): number | undefined {
   const line = text.split('\n').find((l) => l.startsWith(`${series} `));
   return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
-
-/** courierHoldingUntil is a single courier step that holds its pool slot until `done`. */
-function courierHoldingUntil(done: Promise<void>): (pool: Pool) => Step<Order>[] {
-  return (pool) => [
-    {
-      name: 'courier',
-      run: async (_order, cancel) => {
-        const permit = await pool.acquire(cancel);
-        try {
-          await done;
-        } finally {
-          permit.release();
-        }
-      },
-    },
-  ];
 }
 
 describe('GET /metrics', () => {
@@ -86,7 +67,7 @@ describe('GET /metrics', () => {
 
   it('reads the pool and the steps in flight at scrape time', async () => {
     const courierDone = deferred();
-    const steps = courierHoldingUntil(courierDone.promise);
+    const steps = courierHolding(() => courierDone.promise);
     const test = build({ courierPoolSize: 1, steps });
     const first = test.app.inject({ method: 'POST', url: '/order', payload: quickOrder });
     const second = test.app.inject({
@@ -115,7 +96,7 @@ describe('GET /metrics', () => {
 
   it('counts orders refused by admission control, and the orders in flight', async () => {
     const courierDone = deferred();
-    const steps = courierHoldingUntil(courierDone.promise);
+    const steps = courierHolding(() => courierDone.promise);
     const test = build({ maxInflightOrders: 1, steps });
     const admitted = test.app.inject({ method: 'POST', url: '/order', payload: quickOrder });
     await expect.poll(() => test.service.courierPool.inUse).toBe(1);

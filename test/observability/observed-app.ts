@@ -1,3 +1,4 @@
+import type { Pool } from '../../src/core/semaphore.js';
 import { buildApp, type App } from '../../src/http/app.js';
 import {
   createObservability,
@@ -5,6 +6,8 @@ import {
   type ObservabilityOptions,
 } from '../../src/observability/observability.js';
 import { observedService } from '../../src/server.js';
+import type { Order } from '../../src/order/order.js';
+import type { Step } from '../../src/order/step.js';
 import type { OrderService } from '../../src/service/order-service.js';
 import { testServiceOptions, type TestServiceOptions } from '../helpers.js';
 
@@ -46,6 +49,28 @@ export function buildObservedApp(
   const app = buildApp({ ...observed, adminToken });
   app.addHook('onClose', () => observed.service.close());
   return { app, ...observed };
+}
+
+/**
+ * courierHolding is a pipeline of one courier step that holds its pool slot until
+ * `hold(order)` settles.
+ */
+export function courierHolding(
+  hold: (order: Order) => Promise<unknown>,
+): (pool: Pool) => Step<Order>[] {
+  return (pool) => [
+    {
+      name: 'courier',
+      run: async (order, cancel) => {
+        const permit = await pool.acquire(cancel);
+        try {
+          await hold(order);
+        } finally {
+          permit.release();
+        }
+      },
+    },
+  ];
 }
 
 /** A payment that fails at once while the vendor and courier steps still wait. */
