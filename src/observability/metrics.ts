@@ -270,7 +270,7 @@ export class OrderMetrics {
       });
       new Gauge({
         name: `${metricsPrefix}admission_overloaded`,
-        help: 'Whether an order was refused as overloaded in the last second (1) or not (0): the wait admitted is then capped.',
+        help: 'Whether a standing queue caps the wait admitted at OVERLOAD_WAIT_MS (1) or not (0).',
         registers,
         // 1 if any worker sheds load.
         aggregator: 'max',
