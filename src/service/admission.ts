@@ -89,9 +89,10 @@ const marginHalfLifeMs = 30_000;
  * (each hold waited for running a little long), the peak excess of the orders that queued
  * near their deadline (predicted to take over half their time) as a share of their
  * prediction, times this one; both peaks decay by half in about 700 orders or 30 s,
- * whichever comes first.
+ * whichever comes first. It is at least three deviations of the sum of the holds the order
+ * waits for and its own (see {@link MeasuredPool.holdDeviationMs}), as if independent.
  *
- * Standing queue: once the courier wait of every order served has stayed above
+ * Standing queue: once the courier wait (from admission) of every order served has stayed above
  * `overloadWaitMs` for `overloadWindowMs` (CoDel's rule) while orders are being refused (an
  * order was refused within the window: more arrive than can finish), the wait admitted is at
  * most `overloadWaitMs`, until a window passes with no refusal or no order is left ahead and a
@@ -270,7 +271,12 @@ export class Admission {
     } else {
       const waitMs = Math.max(reachMs, this.#waitMs(position, holdMs, reachMs, now));
       predictedMs = Math.max(unqueuedMs, waitMs + holdMs) + finishMs;
-      if (predictedMs + this.#marginAt(now, predictedMs) > remainingMs) return this.#refuse(now);
+      // The holds waited for, and its own, each differ from the mean by about the deviation:
+      // three deviations of their sum, as if independent, bound its error but in 1 of 1000.
+      const holds = Math.floor(position / pool.size) + 2;
+      const spreadMs = 3 * pool.holdDeviationMs * Math.sqrt(holds);
+      const marginMs = Math.max(this.#marginAt(now, predictedMs), spreadMs);
+      if (predictedMs + marginMs > remainingMs) return this.#refuse(now);
       if (waitMs > this.overloadWaitMs && this.#cappedAt(now)) {
         this.#refusedStandingQueue++;
         return this.#refuse(now);
@@ -295,8 +301,8 @@ export class Admission {
    * so the order is served in round `⌊position / size⌋`, on the slot that frees up
    * `position mod size`-th. That is a holder's (see {@link MeasuredPool.residualMs}), or a
    * free slot's: taken first by an order admitted before and still on its way to the pool,
-   * it frees up once that order has reached the pool (`reachMs` after its admission) and held
-   * its courier. O(1), allocation-free.
+   * it frees up once that order has reached the pool (`reachMs` after its admission; as long
+   * again as it has taken once it is overdue) and held its courier. O(1), allocation-free.
    */
   #waitMs(position: number, holdMs: number, reachMs: number, now: number): number {
     const pool = this.#pool;
@@ -308,10 +314,10 @@ export class Admission {
     if (rank < inUse) {
       residualMs = pool.residualMs(rank, holdMs);
     } else {
-      const admittedAt = this.#ahead.nth(rank - inUse);
-      const onItsWayMs = Number.isNaN(admittedAt)
-        ? reachMs
-        : Math.max(0, admittedAt + reachMs - now);
+      const age = now - this.#ahead.nth(rank - inUse);
+      // Overdue, it is taken to need as long again as it has already taken (as a holder's
+      // age bounds a hold): a burst keeps the process busy before the first of it gets there.
+      const onItsWayMs = Number.isNaN(age) ? reachMs : age < reachMs ? reachMs - age : age;
       residualMs = onItsWayMs + holdMs;
     }
     return rounds * holdMs + residualMs;
@@ -375,9 +381,11 @@ export class Admission {
     granted: (place, poolWaitMs) => {
       this.#ahead.remove(place.entry);
       const now = this.#now();
-      this.#reachMs = average(this.#reachMs, now - place.admittedAt - poolWaitMs);
-      // CoDel: the queue stands once every wait has been above the target for a window.
-      if (poolWaitMs <= this.overloadWaitMs) this.#aboveSince = Number.NaN;
+      const waitedMs = now - place.admittedAt;
+      this.#reachMs = average(this.#reachMs, waitedMs - poolWaitMs);
+      // CoDel: the queue stands once every wait has been above the target for a window. The
+      // wait counts from admission: a queue may stand in the store as well as in the pool.
+      if (waitedMs <= this.overloadWaitMs) this.#aboveSince = Number.NaN;
       else if (Number.isNaN(this.#aboveSince)) this.#aboveSince = now;
     },
     settled: (place) => {

@@ -27,6 +27,8 @@ export class MeasuredPool extends PoolDecorator {
   readonly #now: () => number;
   readonly #granted: ((cancel: Cancellation | undefined, waitedMs: number) => void) | undefined;
   #meanHoldMs = 0;
+  #holdDeviationMs = 0;
+  #deviationsMeasured = false;
   #holdsMeasured = false;
   #acquiring = 0;
   /** When each permit held through this pool was acquired, oldest first. */
@@ -41,6 +43,14 @@ export class MeasuredPool extends PoolDecorator {
   /** meanHoldMs is the moving average of how long a permit was held; 0 before any release. */
   get meanHoldMs(): number {
     return this.#meanHoldMs;
+  }
+
+  /**
+   * holdDeviationMs is the moving average of how far a hold was from the mean before it: how
+   * much one hold may differ from {@link meanHoldMs}. 0 before two releases.
+   */
+  get holdDeviationMs(): number {
+    return this.#holdDeviationMs;
   }
 
   /** holdsMeasured is true once a permit acquired through this pool has been released. */
@@ -109,9 +119,18 @@ export class MeasuredPool extends PoolDecorator {
             permit.release();
             this.#holders.remove(holder);
             const heldMs = this.#now() - acquiredAt;
-            this.#meanHoldMs = this.#holdsMeasured
-              ? this.#meanHoldMs + (heldMs - this.#meanHoldMs) * holdWeight
-              : heldMs;
+            if (this.#holdsMeasured) {
+              const deviationMs = Math.abs(heldMs - this.#meanHoldMs);
+              // The first deviation stands for the average until there are more, as the first
+              // hold does for the mean.
+              this.#holdDeviationMs = this.#deviationsMeasured
+                ? this.#holdDeviationMs + (deviationMs - this.#holdDeviationMs) * holdWeight
+                : deviationMs;
+              this.#deviationsMeasured = true;
+              this.#meanHoldMs += (heldMs - this.#meanHoldMs) * holdWeight;
+            } else {
+              this.#meanHoldMs = heldMs;
+            }
             this.#holdsMeasured = true;
           },
         };

@@ -150,6 +150,31 @@ describe('Admission: the queue ahead', () => {
     expect(r.admit(260)).toBeDefined();
   });
 
+  it('an order still on its way to the pool past its usual time needs as long again', async () => {
+    const r = rig(1);
+    await warm(r, 3, 100); // reaching the pool takes 0 ms
+    expect(r.admit(10_000), 'a courier free').toBeDefined();
+    r.tick(10);
+    // The first has not reached the pool 10 ms on: 10 ms more, then 100 ms of courier, then
+    // this one's 100 ms.
+    expect(r.admit(209)).toBeUndefined();
+    expect(r.admit(210)).toBeDefined();
+  });
+
+  it('adds three deviations of the holds’ sum to a queued prediction', async () => {
+    const r = rig(1);
+    // Holds of 100 and 116 ms: the mean moves to 100.5, the first deviation is 16 ms.
+    await warm(r, 1, 100);
+    await warm(r, 1, 116);
+    expect(r.pool.holdDeviationMs).toBe(16);
+    const mean = r.pool.meanHoldMs;
+    expect(r.admit(10_000)).toBeDefined();
+    // Queued behind one: its wait and its own hold, 2 × mean, plus 3 × 16 × √2.
+    const spreadMs = 3 * 16 * Math.SQRT2;
+    expect(r.admit(Math.floor(2 * mean + spreadMs))).toBeUndefined();
+    expect(r.admit(Math.ceil(2 * mean + spreadMs))).toBeDefined();
+  });
+
   it('refuses with overloaded at the in-flight bound, and admits again after a release', () => {
     const r = rig(4, { maxInflightOrders: 2 });
     const first = r.admission.admit(1000);
