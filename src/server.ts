@@ -99,7 +99,12 @@ export async function startOrderServer(config: Config, logger = pino()): Promise
     steps: (pool) =>
       pipeline === undefined || upstreams === undefined
         ? simulatedSteps({ courierPool: pool })
-        : httpSteps({ plan: pipeline, upstreams, courierPool: pool }),
+        : httpSteps({
+            plan: pipeline,
+            upstreams,
+            courierPool: pool,
+            traceHeaders: observability.traceHeaders,
+          }),
     dependenciesReady: () => courierPool.ready(),
     store,
     ownsStore: true,

@@ -7,7 +7,7 @@ import { OrderMetrics, type AdmissionView } from './metrics.js';
 import { ObservedPool, type PoolWait } from './observed-pool.js';
 import type { OrderRecord } from './order-record.js';
 import { RecentOrders } from './recent-orders.js';
-import type { Tracing } from './tracing.js';
+import type { OrderTrace, Tracing } from './tracing.js';
 
 export interface ObservabilityOptions {
   /** Prometheus metrics (`GET /metrics`); on by default. */
@@ -46,6 +46,16 @@ export interface Observability {
   observePool(pool: Pool): Pool;
   /** Feeds the ledger's compensations, operator flags and recoveries to the metrics. */
   readonly ledgerHooks: LedgerHooks | undefined;
+  /**
+   * With tracing on, traceHeaders is the W3C trace context (`traceparent`) a step of a running
+   * order sends with its requests, so that the upstream joins the order's trace under the
+   * step's span: the order is found by the cancellation its steps share, and a cancellation of
+   * no running order has none (undefined). Undefined when tracing is off, so a step pays
+   * nothing for it.
+   */
+  readonly traceHeaders:
+    | ((cancel: Cancellation, step: string) => Readonly<Record<string, string>> | undefined)
+    | undefined;
   /** The metrics, once {@link watch} has been called with metrics on. */
   readonly metrics: OrderMetrics | undefined;
   readonly recentOrders: RecentOrders | undefined;
@@ -65,6 +75,8 @@ export interface Observability {
 interface OrderWatch {
   canceledAt: number | undefined;
   courierWait: PoolWait | undefined;
+  /** The order's trace, live from its start, when tracing is on. */
+  trace: OrderTrace | undefined;
 }
 
 /**
@@ -90,11 +102,11 @@ export function createObservability(options: ObservabilityOptions = {}): Observa
   let metrics: OrderMetrics | undefined;
   let watched = false;
 
-  const record = (orderRecord: OrderRecord): void => {
+  const record = (orderRecord: OrderRecord, orderTrace?: OrderTrace): void => {
     try {
       metrics?.recordOrder(orderRecord);
       recentOrders?.record(orderRecord);
-      tracer?.recordOrder(orderRecord);
+      tracer?.recordOrder(orderRecord, orderTrace);
     } catch (error) {
       // An observer must not change an order's outcome: report the fault and carry on.
       onError(error);
@@ -116,6 +128,7 @@ export function createObservability(options: ObservabilityOptions = {}): Observa
             const watch: OrderWatch = {
               canceledAt: cancel.aborted ? startedAt : undefined,
               courierWait: undefined,
+              trace: tracer?.startOrder(order.id, startedAt),
             };
             watches.set(cancel, watch);
             const stopWatching = cancel.onAbort(() => {
@@ -124,7 +137,7 @@ export function createObservability(options: ObservabilityOptions = {}): Observa
             return (outcome) => {
               stopWatching();
               watches.delete(cancel);
-              record(toRecord(order, startedAt, now(), outcome, watch));
+              record(toRecord(order, startedAt, now(), outcome, watch), watch.trace);
             };
           },
         };
@@ -151,10 +164,17 @@ export function createObservability(options: ObservabilityOptions = {}): Observa
       }
     : undefined;
 
+  const traceHeaders =
+    tracer === undefined
+      ? undefined
+      : (cancel: Cancellation, step: string): Readonly<Record<string, string>> | undefined =>
+          watches.get(cancel)?.trace?.headersFor(step);
+
   return {
     observer,
     observePool,
     ledgerHooks,
+    traceHeaders,
     get metrics() {
       return metrics;
     },

@@ -1,11 +1,13 @@
 import {
   ROOT_CONTEXT,
   SpanStatusCode,
+  defaultTextMapSetter,
   trace,
-  type Attributes,
+  type Context,
   type Span,
   type Tracer,
 } from '@opentelemetry/api';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import {
@@ -22,14 +24,17 @@ import { courierStepName, type OrderRecord } from './order-record.js';
 export const tracerName = 'order-pipeline';
 
 /**
- * OrderTracer turns each settled order into a trace: an `order` span with one child span per
- * step (`step payment`, ...), and under the courier step a `courier wait` span for its wait
- * for a pool slot.
+ * OrderTracer turns each order into a trace: an `order` span with one child span per step
+ * (`step payment`, ...), and under the courier step a `courier wait` span for its wait for a
+ * pool slot.
  *
- * Spans are written when the order settles, with the times measured while it ran, so nothing
- * is allocated for tracing while the steps run. A failed step's span has status ERROR and
- * `step.error_kind`; a canceled step's span has `step.cancel_reason` (the kind of the failure
- * that stopped the order) and a `canceled` event at the moment the order was aborted.
+ * {@link startOrder} starts the order's span when the order starts, so that its trace is live
+ * while the steps run: a step that calls another service sends the trace context of its own
+ * span ({@link OrderTrace.headersFor}), and the callee's spans join the order's trace. The
+ * rest is written when the order settles, with the times measured while it ran. A failed
+ * step's span has status ERROR and `step.error_kind`; a canceled step's span has
+ * `step.cancel_reason` (the kind of the failure that stopped the order) and a `canceled` event
+ * at the moment the order was aborted.
  */
 export class OrderTracer {
   readonly #tracer: Tracer;
@@ -41,21 +46,33 @@ export class OrderTracer {
     this.#timeOrigin = timeOrigin;
   }
 
-  recordOrder(record: OrderRecord): void {
-    const { outcome } = record;
-    const start = this.#timeOrigin + record.startedAt;
-    const end = start + record.durationMs;
-    const errorKind = outcome.error?.kind;
-    const orderAttributes: Attributes = {
-      'order.id': record.orderId,
-      'order.outcome': outcome.status,
-    };
-    if (errorKind !== undefined) orderAttributes['order.error_kind'] = errorKind;
-    const order = this.#tracer.startSpan(
+  /**
+   * startOrder starts the `order` span of order `orderId`, started at `startedAt` on the
+   * observer's clock, in a trace of its own. Its spans end when {@link recordOrder} is given
+   * the returned trace.
+   */
+  startOrder(orderId: string, startedAt: number): OrderTrace {
+    const span = this.#tracer.startSpan(
       'order',
-      { startTime: start, attributes: orderAttributes },
+      { startTime: this.#timeOrigin + startedAt, attributes: { 'order.id': orderId } },
       ROOT_CONTEXT,
     );
+    return new OrderTrace(this.#tracer, span, this.#timeOrigin + startedAt);
+  }
+
+  /**
+   * recordOrder writes the settled order `record` and ends its spans: those of `live`, the
+   * trace {@link startOrder} started for it, or new ones when there is none.
+   */
+  recordOrder(record: OrderRecord, live?: OrderTrace): void {
+    const { outcome } = record;
+    const orderTrace = live ?? this.startOrder(record.orderId, record.startedAt);
+    const start = orderTrace.startTime;
+    const end = start + record.durationMs;
+    const errorKind = outcome.error?.kind;
+    const order = orderTrace.span;
+    order.setAttribute('order.outcome', outcome.status);
+    if (errorKind !== undefined) order.setAttribute('order.error_kind', errorKind);
     const canceledAt = record.canceledAtMs === undefined ? undefined : start + record.canceledAtMs;
     if (errorKind !== undefined) {
       order.setStatus({ code: SpanStatusCode.ERROR, message: errorKind });
@@ -63,13 +80,9 @@ export class OrderTracer {
         order.addEvent('canceled', { 'order.cancel_reason': errorKind }, canceledAt);
       }
     }
-    const orderContext = trace.setSpan(ROOT_CONTEXT, order);
     for (const step of outcome.steps) {
-      const span = this.#tracer.startSpan(
-        `step ${step.name}`,
-        { startTime: start, attributes: { 'step.name': step.name, 'step.status': step.status } },
-        orderContext,
-      );
+      const span = orderTrace.stepSpan(step.name);
+      span.setAttribute('step.status', step.status);
       if (step.status === 'error') {
         span.setStatus({ code: SpanStatusCode.ERROR, message: step.detail ?? 'internal' });
         if (step.detail !== undefined) span.setAttribute('step.error_kind', step.detail);
@@ -101,6 +114,60 @@ export class OrderTracer {
       trace.setSpan(ROOT_CONTEXT, stepSpan),
     );
     span.end(this.#timeOrigin + wait.settledAt);
+  }
+}
+
+const propagator = new W3CTraceContextPropagator();
+
+/**
+ * OrderTrace is the live trace of one order: its `order` span, started with the order, and
+ * the span of each step, started (at the order's start, when the steps start) the first time
+ * it is asked for. {@link OrderTracer.recordOrder} ends them.
+ */
+export class OrderTrace {
+  readonly #tracer: Tracer;
+  readonly #orderContext: Context;
+  readonly #steps = new Map<string, { span: Span; headers: Readonly<Record<string, string>> }>();
+
+  constructor(
+    tracer: Tracer,
+    /** The `order` span. */
+    readonly span: Span,
+    /** The order's start, in epoch milliseconds. */
+    readonly startTime: number,
+  ) {
+    this.#tracer = tracer;
+    this.#orderContext = trace.setSpan(ROOT_CONTEXT, span);
+  }
+
+  /**
+   * headersFor is the W3C trace context of `step`'s span (`traceparent`, and `tracestate`
+   * when there is one), the headers that make a request the step sends part of the order's
+   * trace. The same object for every request of the step.
+   */
+  headersFor(step: string): Readonly<Record<string, string>> {
+    return this.#step(step).headers;
+  }
+
+  /** stepSpan is the span of `step`, started if it was not yet. */
+  stepSpan(step: string): Span {
+    return this.#step(step).span;
+  }
+
+  #step(step: string): { span: Span; headers: Readonly<Record<string, string>> } {
+    let found = this.#steps.get(step);
+    if (found === undefined) {
+      const span = this.#tracer.startSpan(
+        `step ${step}`,
+        { startTime: this.startTime, attributes: { 'step.name': step } },
+        this.#orderContext,
+      );
+      const headers: Record<string, string> = {};
+      propagator.inject(trace.setSpan(ROOT_CONTEXT, span), headers, defaultTextMapSetter);
+      found = { span, headers };
+      this.#steps.set(step, found);
+    }
+    return found;
   }
 }
 

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { context, propagation } from '@opentelemetry/api';
 import { BrokenCircuitError, CircuitState } from 'cockatiel';
 import type { Cancellation } from '../core/cancellation.js';
 import type { Pool } from '../core/semaphore.js';
@@ -20,6 +19,14 @@ export interface HttpStepsOptions {
   readonly courierPool: Pool;
   /** Jitter source in [0, 1); `Math.random` by default. */
   readonly random?: (() => number) | undefined;
+  /**
+   * The trace context headers (W3C `traceparent`) of step `step` of the running order whose
+   * steps share `cancel`, sent with each of the step's requests; undefined, or answering
+   * undefined, sends none. Tracing passes it when on (Observability's `traceHeaders`).
+   */
+  readonly traceHeaders?:
+    | ((cancel: Cancellation, step: string) => Readonly<Record<string, string>> | undefined)
+    | undefined;
 }
 
 /** An attempt never starts with less than this left before the order's deadline. */
@@ -48,6 +55,7 @@ const minAttemptMs = 20;
  */
 export function httpSteps(options: HttpStepsOptions): Step<Order>[] {
   const random = options.random ?? Math.random;
+  const { traceHeaders } = options;
   return options.plan.steps.map((plan) => {
     const breaker = options.upstreams.breakerFor(plan);
     const { upstreams } = options;
@@ -56,16 +64,18 @@ export function httpSteps(options: HttpStepsOptions): Step<Order>[] {
       values: TemplateValues,
       cancel: Cancellation,
       timeoutMs: number,
-    ): Promise<Answer> => request(upstreams, plan.upstream, call, values, cancel, timeoutMs);
+      trace?: Readonly<Record<string, string>>,
+    ): Promise<Answer> => request(upstreams, plan.upstream, call, values, cancel, timeoutMs, trace);
 
     const attemptOnce = async (
       values: TemplateValues,
       cancel: Cancellation,
       timeoutMs: number,
+      trace: Readonly<Record<string, string>> | undefined,
     ): Promise<number> => {
       if (breaker.state === CircuitState.HalfOpen) throw new BrokenCircuitError();
       return breaker.execute(async () => {
-        const answer = await send(plan.request, values, cancel, timeoutMs);
+        const answer = await send(plan.request, values, cancel, timeoutMs, trace);
         if (plan.transient.has(answer.status)) {
           throw new TransientFailure(`answered ${answer.status}`, answer.retryAfterMs);
         }
@@ -88,6 +98,7 @@ export function httpSteps(options: HttpStepsOptions): Step<Order>[] {
         runId,
         step: plan.name,
       };
+      const trace = traceHeaders?.(cancel, plan.name);
       const deadlineAt = order.deadlineAt ?? Infinity;
       const { retry } = plan;
       let delayMs = retry.initialDelayMs;
@@ -98,7 +109,7 @@ export function httpSteps(options: HttpStepsOptions): Step<Order>[] {
         }
         let failure: TransientFailure;
         try {
-          const status = await attemptOnce(values, cancel, Math.min(plan.timeoutMs, leftMs));
+          const status = await attemptOnce(values, cancel, Math.min(plan.timeoutMs, leftMs), trace);
           if (plan.success.has(status)) return;
           const refusal = plan.refusals.get(status);
           if (refusal !== undefined) throw new OrderError(refusal, kindMessage(refusal));
@@ -203,8 +214,8 @@ interface Answer {
 }
 
 /**
- * request sends `call` rendered for `values` through the origin's pool and reads the answer
- * to its end. It aborts the request (closing its socket) when `cancel` aborts, rejecting with
+ * request sends `call` rendered for `values`, with the `trace` headers if any, through the
+ * origin's pool and reads the answer to its end. It aborts the request (closing its socket) when `cancel` aborts, rejecting with
  * `cancel.reason`, and after `timeoutMs`, rejecting with a {@link TransientFailure}; no answer
  * is a {@link TransientFailure} too. The timer and the abort listener are gone when it settles.
  */
@@ -215,6 +226,7 @@ async function request(
   values: TemplateValues,
   cancel: Cancellation,
   timeoutMs: number,
+  trace: Readonly<Record<string, string>> | undefined,
 ): Promise<Answer> {
   cancel.throwIfAborted();
   const url = new URL(renderText(call.url, values, encodeURIComponent));
@@ -228,7 +240,7 @@ async function request(
     body = JSON.stringify(renderBody(call.body, values));
     headers['content-type'] ??= 'application/json';
   }
-  propagation.inject(context.active(), headers);
+  if (trace !== undefined) Object.assign(headers, trace);
   const controller = new AbortController();
   const timer =
     timeoutMs === Infinity

@@ -1,3 +1,8 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { SpanStatusCode } from '@opentelemetry/api';
 import {
   BasicTracerProvider,
@@ -9,7 +14,16 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { Semaphore } from '../../src/core/semaphore.js';
 import { observeService } from './observed-app.js';
+import {
+  createObservability,
+  type ObservabilityOptions,
+} from '../../src/observability/observability.js';
 import { OrderTracer, createTracing } from '../../src/observability/tracing.js';
+import { observedService } from '../../src/server.js';
+import { httpSteps } from '../../src/upstream/http-steps.js';
+import { loadPipelineFile } from '../../src/upstream/pipeline-file.js';
+import { Upstreams } from '../../src/upstream/upstreams.js';
+import { testServiceOptions } from '../helpers.js';
 
 const exporter = new InMemorySpanExporter();
 const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
@@ -145,5 +159,86 @@ describe('traces', () => {
     const tracing = createTracing('otlp', { OTEL_SERVICE_NAME: 'test' });
     expect(tracing).toBeDefined();
     await tracing!.shutdown();
+  });
+});
+
+describe('one trace across services', () => {
+  /**
+   * headersSentUpstream runs one order through a service whose one step, payment, calls an
+   * upstream on loopback, watched as `observabilityOptions` say, and resolves with the
+   * headers of each request the upstream received.
+   */
+  async function headersSentUpstream(
+    observabilityOptions: ObservabilityOptions,
+  ): Promise<IncomingHttpHeaders[]> {
+    const received: IncomingHttpHeaders[] = [];
+    const upstream = createServer((request, response) => {
+      received.push(request.headers);
+      request.resume();
+      response.statusCode = 201;
+      response.end();
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    const origin = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
+    const dir = mkdtempSync(join(tmpdir(), 'tracing-test-'));
+    const file = join(dir, 'pipeline.json');
+    writeFileSync(
+      file,
+      JSON.stringify({ steps: [{ name: 'payment', request: { url: `${origin}/charges` } }] }),
+    );
+    const upstreams = new Upstreams(2);
+    const observability = createObservability({ dashboard: false, ...observabilityOptions });
+    const service = observedService(
+      observability,
+      testServiceOptions({
+        steps: (courierPool) =>
+          httpSteps({
+            plan: loadPipelineFile(file, {}),
+            upstreams,
+            courierPool,
+            traceHeaders: observability.traceHeaders,
+          }),
+      }),
+    );
+    try {
+      const outcome = await service.pipeline.run({ id: 'o-upstream', amount: 1 });
+      expect(outcome.status).toBe('ok');
+      return received;
+    } finally {
+      await service.close();
+      await observability.close();
+      await upstreams.close();
+      upstream.closeAllConnections();
+      await new Promise((resolve) => upstream.close(resolve));
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  it("an HTTP step sends traceparent: the order's trace, under the step's span", async () => {
+    const received = await headersSentUpstream({
+      tracing: {
+        tracer: new OrderTracer(provider.getTracer('test')),
+        shutdown: () => Promise.resolve(),
+      },
+    });
+    expect(received).toHaveLength(1);
+    const traceparent = String(received[0]?.['traceparent']);
+    const parsed = /^00-([0-9a-f]{32})-([0-9a-f]{16})-0[01]$/.exec(traceparent);
+    expect(parsed, `traceparent ${traceparent}`).not.toBeNull();
+    const spans = exporter.getFinishedSpans();
+    const order = byName(spans, 'order');
+    const payment = byName(spans, 'step payment');
+    expect(parsed?.[1]).toBe(order.spanContext().traceId);
+    expect(parsed?.[2]).toBe(idOf(payment));
+    expect(parentOf(payment)).toBe(idOf(order));
+    expect(payment.attributes['step.status']).toBe('ok');
+  });
+
+  it('with tracing off, nothing is sent', async () => {
+    const received = await headersSentUpstream({});
+    expect(received).toHaveLength(1);
+    expect(received[0]).not.toHaveProperty('traceparent');
+    expect(received[0]).not.toHaveProperty('tracestate');
+    expect(exporter.getFinishedSpans()).toEqual([]);
   });
 });
