@@ -13,7 +13,8 @@ export interface TimeEntry {
  *
  * Like the semaphore's queue, it is an array read from a moving head: a removed entry is only
  * marked, skipped when it reaches either end, and the array is compacted once the removed
- * outnumber the live ones, which makes {@link nth} exact again.
+ * (those behind the head included) outnumber the live ones, which makes {@link nth} exact
+ * again and lets the removed be collected.
  */
 export class OrderedTimes {
   #entries: TimeEntry[] = [];
@@ -23,6 +24,11 @@ export class OrderedTimes {
   /** size is the number of times still in. */
   get size(): number {
     return this.#size;
+  }
+
+  /** retained is the number of entries held, removed ones not yet dropped included (for leak tests). */
+  get retained(): number {
+    return this.#entries.length;
   }
 
   /** add puts `time` in as the newest and returns its entry. */
@@ -46,7 +52,7 @@ export class OrderedTimes {
     if (this.#size === 0) {
       this.#entries = [];
       this.#head = 0;
-    } else if (entries.length - this.#head > 2 * this.#size + 16) {
+    } else if (entries.length > 2 * this.#size + 16) {
       this.#entries = entries.filter((e, i) => i >= this.#head && e.live);
       this.#head = 0;
     }
