@@ -84,13 +84,16 @@ const marginHalfLifeMs = 30_000;
  * where `unqueued` is how long the steps of an order that did not wait took (its own work
  * other than the courier's), `hold` the mean courier hold, `finish` how long recording an
  * outcome takes (moving averages of admitted orders), and `margin` the largest recent error
- * of that prediction: each admitted order's time to done is compared with what was predicted,
- * and the margin is the larger of the peak excess and, for the error that grows with the wait
- * (each hold waited for running a little long), the peak excess of the orders that queued
- * near their deadline (predicted to take over half their time) as a share of their
- * prediction, times this one; both peaks decay by half in about 700 orders or 30 s,
- * whichever comes first. It is at least three deviations of the sum of the holds the order
- * waits for and its own (see {@link MeasuredPool.holdDeviationMs}), as if independent.
+ * of the predicted wait: each admitted order's wait for its courier is compared with what was
+ * predicted (an order cut off still waiting waited at least until its deadline), and the
+ * margin is the larger of the peak excess and, for the error that grows with the wait (each
+ * hold waited for running a little long), the peak excess of the orders that queued near
+ * their deadline (predicted to take over half their time) as a share of their prediction,
+ * times this one; both peaks decay by half in about 700 orders or 30 s, whichever comes
+ * first. It is at least three deviations of the sum of the holds the order waits for and its
+ * own (see {@link MeasuredPool.holdDeviationMs}), as if independent. The rest of an order's
+ * time is its own work (a step held up upstream): refusing queued orders would not shorten
+ * it, so its error is not scored.
  *
  * Standing queue: once the courier wait (from admission) of every order served has stayed above
  * `overloadWaitMs` for `overloadWindowMs` (CoDel's rule) while orders are being refused (an
@@ -263,13 +266,14 @@ export class Admission {
     const finishMs = Math.max(backlogMs, orZero(this.#finishMs));
     const holdMs = pool.holdEstimateMs();
     const unqueuedMs = orZero(this.#unqueuedMs);
+    let waitMs = reachMs;
     let predictedMs: number;
     if (position < 0) {
       if (ahead.size === 0) this.#uncap();
       if (!(remainingMs > 0)) return this.#refuse(now);
-      predictedMs = Math.max(unqueuedMs, reachMs + holdMs) + finishMs;
+      predictedMs = Math.max(unqueuedMs, waitMs + holdMs) + finishMs;
     } else {
-      const waitMs = Math.max(reachMs, this.#waitMs(position, holdMs, reachMs, now));
+      waitMs = Math.max(reachMs, this.#waitMs(position, holdMs, reachMs, now));
       predictedMs = Math.max(unqueuedMs, waitMs + holdMs) + finishMs;
       // The holds waited for, and its own, each differ from the mean by about the deviation:
       // three deviations of their sum, as if independent, bound its error but in 1 of 1000.
@@ -283,14 +287,15 @@ export class Admission {
       }
     }
     this.#inflight++;
-    // A prediction made before holds, unqueued orders and outcomes were measured is a guess:
-    // its error says nothing of the estimate's.
-    const scored = pool.holdsMeasured && this.#unqueuedMs >= 0 && this.#finishMs >= 0;
+    // A wait predicted before holds and the way to the pool were measured is a guess: its
+    // error says nothing of the estimate's.
+    const scored = pool.holdsMeasured && this.#reachMs >= 0;
     return new Place(
       this.#measure,
       ahead.add(now),
       position < 0,
-      scored ? predictedMs : Number.NaN,
+      scored ? waitMs : Number.NaN,
+      predictedMs,
       remainingMs,
     );
   }
@@ -367,6 +372,23 @@ export class Admission {
     return this.#capped;
   }
 
+  /**
+   * score folds the error of an order's predicted courier wait into the margin. The wait
+   * alone is scored: the rest of an order's time is its own work (a step held up upstream, an
+   * order cut off at its deadline for it), which refusing queued orders would not shorten.
+   */
+  #score(place: Place, errorMs: number, now: number): void {
+    const decay = Math.min(marginDecay, 2 ** ((this.#marginSince - now) / marginHalfLifeMs));
+    this.#marginSince = now;
+    this.#marginMs = Math.max(errorMs, this.#marginMs * decay);
+    // An order that queued near its deadline waited for many holds: its error grows with its
+    // wait (every hold ran a little long), and scales to each prediction.
+    this.#marginShare =
+      !place.unqueued && place.predictedMs * 2 >= place.remainingMs
+        ? Math.max(errorMs / place.predictedMs, this.#marginShare * decay)
+        : this.#marginShare * decay;
+  }
+
   #uncap(): void {
     this.#capped = false;
     this.#aboveSince = Number.NaN;
@@ -387,6 +409,7 @@ export class Admission {
       // wait counts from admission: a queue may stand in the store as well as in the pool.
       if (waitedMs <= this.overloadWaitMs) this.#aboveSince = Number.NaN;
       else if (Number.isNaN(this.#aboveSince)) this.#aboveSince = now;
+      if (place.predictedWaitMs >= 0) this.#score(place, waitedMs - place.predictedWaitMs, now);
     },
     settled: (place) => {
       if (place.unqueued) {
@@ -397,17 +420,10 @@ export class Admission {
       const now = this.#now();
       if (!granted) this.#ahead.remove(place.entry);
       if (place.settledAt >= 0) this.#finishMs = average(this.#finishMs, now - place.settledAt);
-      if (place.predictedMs >= 0) {
-        const errorMs = now - place.admittedAt - place.predictedMs;
-        const decay = Math.min(marginDecay, 2 ** ((this.#marginSince - now) / marginHalfLifeMs));
-        this.#marginSince = now;
-        this.#marginMs = Math.max(errorMs, this.#marginMs * decay);
-        // An order that queued near its deadline waited for many holds: its error grows with
-        // its wait (every hold ran a little long), and scales to each prediction.
-        this.#marginShare =
-          !place.unqueued && place.predictedMs * 2 >= place.remainingMs
-            ? Math.max(errorMs / place.predictedMs, this.#marginShare * decay)
-            : this.#marginShare * decay;
+      // Cut off at its deadline while still waiting: it waited at least that long.
+      const waitedMs = now - place.admittedAt;
+      if (!granted && place.predictedWaitMs >= 0 && waitedMs >= place.remainingMs) {
+        this.#score(place, waitedMs - place.predictedWaitMs, now);
       }
       if (--this.#inflight === 0) {
         const idle = this.#idle;
@@ -445,7 +461,9 @@ class Place implements Admitted {
   readonly admittedAt: number;
   /** Whether a courier was free for the order when it was admitted. */
   readonly unqueued: boolean;
-  /** The predicted time from admission to done, or NaN when it is not scored. */
+  /** The predicted courier wait (from admission), or NaN when it is not scored. */
+  readonly predictedWaitMs: number;
+  /** The predicted time from admission to done. */
   readonly predictedMs: number;
   /** The time it had left before its deadline when admitted. */
   readonly remainingMs: number;
@@ -458,6 +476,7 @@ class Place implements Admitted {
     measure: Measure,
     entry: TimeEntry,
     unqueued: boolean,
+    predictedWaitMs: number,
     predictedMs: number,
     remainingMs: number,
   ) {
@@ -465,6 +484,7 @@ class Place implements Admitted {
     this.entry = entry;
     this.admittedAt = entry.time;
     this.unqueued = unqueued;
+    this.predictedWaitMs = predictedWaitMs;
     this.predictedMs = predictedMs;
     this.remainingMs = remainingMs;
   }

@@ -216,18 +216,22 @@ describe('Admission: cold start', () => {
 });
 
 describe('Admission: the margin', () => {
-  it('is the worst recent excess of the time to done over the prediction, and decays', async () => {
+  it('is the worst recent excess of a courier wait over the prediction, and decays', async () => {
     const r = rig(1);
     await warm(r, 3, 100);
     expect(r.admission.marginMs(1000)).toBe(0);
-    const late = r.admit(10_000);
-    if (late === undefined) throw new Error('want admitted');
-    // Predicted 100 ms; its courier held 140.
-    const served = r.serve(late, { holdMs: 140 });
+    const first = r.admit(10_000);
+    const second = r.admit(10_000);
+    if (first === undefined || second === undefined) throw new Error('want admitted');
+    // The second is predicted to wait 100 ms, the first's hold; the first holds 140.
+    const served = [r.serve(first, { holdMs: 140 }), r.serve(second, { holdMs: 100 })];
     await r.run();
-    await served;
-    expect(r.admission.marginMs(1000), 'an unqueued order’s excess, whatever the prediction').toBe(
-      40,
+    await Promise.all(served);
+    // Read 100 ms after it was scored (the second's hold): it halves every 30 s.
+    const since = 2 ** (-100 / 30_000);
+    expect(r.admission.marginMs(1000), 'the excess, whatever the prediction').toBeCloseTo(
+      40 * since,
+      9,
     );
     await warm(r, 700, 1);
     const margin = r.admission.marginMs(1000);
@@ -237,19 +241,48 @@ describe('Admission: the margin', () => {
     expect(r.admission.marginMs(1000), 'and half again after 30 s').toBeCloseTo(margin / 2, 9);
   });
 
-  it('scales the excess of a queued order to each prediction: its holds ran long', async () => {
+  it('scales the excess of an order queued near its deadline to each prediction', async () => {
     const r = rig(1);
     await warm(r, 3, 100);
     const first = r.admit(10_000);
     const second = r.admit(400);
     if (first === undefined || second === undefined) throw new Error('want admitted');
-    // Predicted 100 and 200 ms (half the second's 400 ms left: near its deadline); every hold
-    // takes 110 ms: done at 110 and 220.
-    const served = [r.serve(first, { holdMs: 110 }), r.serve(second, { holdMs: 110 })];
+    // The second is predicted to wait 100 ms and be done at 200, half its 400 ms: near its
+    // deadline. The first holds 110: 10 ms more, 5% of 200.
+    const served = [r.serve(first, { holdMs: 110 }), r.serve(second, { holdMs: 100 })];
     await r.run();
     await Promise.all(served);
-    expect(r.admission.marginMs(0), 'the peak excess').toBe(20);
-    expect(r.admission.marginMs(1000), '10% of a prediction of 1000 ms').toBeCloseTo(100, 9);
+    const since = 2 ** (-100 / 30_000);
+    expect(r.admission.marginMs(0), 'the peak excess').toBeCloseTo(10 * since, 9);
+    expect(r.admission.marginMs(1000), '5% of a prediction of 1000 ms').toBeCloseTo(50 * since, 9);
+  });
+
+  it('does not score an order’s own work: a step held up upstream until the deadline', async () => {
+    const r = rig(1);
+    await warm(r, 3, 100);
+    const slow = r.admit(500);
+    if (slow === undefined) throw new Error('want admitted');
+    // Its courier comes at once; another step holds it up until its deadline, 500 ms.
+    const served = r.serve(slow, { holdMs: 100, afterMs: 400 });
+    await r.run();
+    await served;
+    expect(r.admission.marginMs(1000)).toBe(0);
+  });
+
+  it('scores an order cut off still waiting as having waited until its deadline', async () => {
+    const r = rig(1);
+    await warm(r, 3, 100);
+    const holder = r.admit(10_000);
+    const cut = r.admit(300);
+    if (holder === undefined || cut === undefined) throw new Error('want admitted');
+    const permit = await r.pool.acquire();
+    holder.courierGranted(0);
+    // The holder keeps the courier 500 ms; the other, predicted to wait 100, is cut at 300.
+    r.tick(300);
+    cut.release();
+    expect(r.admission.marginMs(0)).toBe(200);
+    permit.release();
+    holder.release();
   });
 });
 
