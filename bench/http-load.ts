@@ -14,6 +14,8 @@ import { startServer } from './server-process.js';
 
 export interface Load {
   ordersPerSecond: number;
+  /** Requests answered during the measured seconds. */
+  requests: number;
   p50: number;
   p99: number;
   max: number;
@@ -24,6 +26,12 @@ export interface Load {
 }
 
 const oneMs = { payment: 1, vendor: 1, courier: 1 };
+
+/** The fields of each order but its id: by default, every simulated step at 1 ms. */
+export const simulatedOrder: Readonly<Record<string, unknown>> = {
+  amount: 1250,
+  delay_ms: oneMs,
+};
 
 let runs = 0;
 
@@ -37,21 +45,27 @@ export const generator: 'wrk' | 'autocannon' =
 
 const wrkScript = fileURLToPath(new URL('../../bench/wrk-order.lua', import.meta.url));
 
-function loadWithWrk(url: string, connections: number, seconds: number): Promise<Load> {
+function loadWithWrk(
+  url: string,
+  connections: number,
+  seconds: number,
+  fields: Readonly<Record<string, unknown>>,
+): Promise<Load> {
   return new Promise((resolve, reject) => {
-    // Pinned beside the bench process, off the server's core.
-    const child = spawn(
-      ...pinnedOff([
-        'wrk',
-        '-t1',
-        `-c${connections}`,
-        `-d${seconds}s`,
-        '--latency',
-        '-s',
-        wrkScript,
-        url,
-      ]),
-    );
+    // Pinned beside the bench process, off the server's core; the script reads the fields.
+    const [file, args] = pinnedOff([
+      'wrk',
+      '-t1',
+      `-c${connections}`,
+      `-d${seconds}s`,
+      '--latency',
+      '-s',
+      wrkScript,
+      url,
+    ]);
+    const child = spawn(file, args, {
+      env: { ...process.env, WRK_ORDER_FIELDS: JSON.stringify(fields).slice(1, -1) },
+    });
     let out = '';
     child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
     child.on('error', reject);
@@ -70,6 +84,7 @@ function loadWithWrk(url: string, connections: number, seconds: number): Promise
       );
       resolve({
         ordersPerSecond: Number(result[1]) / Number(result[2]),
+        requests: Number(result[1]),
         p50: Math.round(Number(result[3])),
         p99: Math.round(Number(result[4])),
         max: Math.round(Number(result[5])),
@@ -82,15 +97,20 @@ function loadWithWrk(url: string, connections: number, seconds: number): Promise
 }
 
 /** pinnedOff is `command` for spawn, pinned to every core but the server's when possible. */
-function pinnedOff(command: string[]): [string, string[]] {
+export function pinnedOff(command: string[]): [string, string[]] {
   const [file = '', ...args] = command;
   const cores = availableParallelism();
   if (cores < 2 || spawnSync('taskset', ['-V']).error !== undefined) return [file, args];
   return ['taskset', ['-c', `0-${cores - 2}`, file, ...args]];
 }
 
-async function load(url: string, connections: number, seconds: number): Promise<Load> {
-  if (generator === 'wrk') return loadWithWrk(url, connections, seconds);
+async function load(
+  url: string,
+  connections: number,
+  seconds: number,
+  fields: Readonly<Record<string, unknown>>,
+): Promise<Load> {
+  if (generator === 'wrk') return loadWithWrk(url, connections, seconds, fields);
   const prefix = `${process.pid}-${runs++}`;
   const result = await autocannon({
     url,
@@ -100,10 +120,11 @@ async function load(url: string, connections: number, seconds: number): Promise<
     headers: { 'content-type': 'application/json' },
     // A fresh order id per request: the service answers a repeated id from its record.
     idReplacement: true,
-    body: JSON.stringify({ order_id: `bench-${prefix}-[<id>]`, amount: 1250, delay_ms: oneMs }),
+    body: JSON.stringify({ order_id: `bench-${prefix}-[<id>]`, ...fields }),
   });
   return {
     ordersPerSecond: result.requests.average,
+    requests: result.requests.total,
     p50: result.latency.p50,
     p99: result.latency.p99,
     max: result.latency.max,
@@ -119,15 +140,19 @@ async function load(url: string, connections: number, seconds: number): Promise<
 /**
  * measured runs an untimed warm-up of the same load (same route and connections) and then
  * the measured one: a fresh server compiles its code during its first thousands of requests.
+ * Each order is `fields` with a fresh id; `beforeMeasure` runs between the two loads.
  */
 export async function measured(
   url: string,
   connections: number,
   seconds: number,
   warmUpSeconds: number,
+  fields: Readonly<Record<string, unknown>> = simulatedOrder,
+  beforeMeasure?: () => void,
 ): Promise<Load> {
-  await load(url, connections, warmUpSeconds);
-  return load(url, connections, seconds);
+  await load(url, connections, warmUpSeconds, fields);
+  beforeMeasure?.();
+  return load(url, connections, seconds, fields);
 }
 
 function details(run: Load): string {

@@ -23,6 +23,7 @@ const only = args
   .split(',');
 const sectionNames = [
   'http',
+  'upstreams',
   'overload',
   'admission',
   'scale-out',

@@ -10,6 +10,7 @@ import { scaleOutBenchmarks } from './scale-out.js';
 import { recoveryBenchmarks } from './recovery.js';
 import type { Row } from './report.js';
 import { soakBenchmark } from './soak.js';
+import { upstreamsBenchmarks } from './upstreams.js';
 
 /**
  * The sections of the benchmark suite. bench/run.ts runs each in a process of its own on the
@@ -20,6 +21,7 @@ export const sections: Record<string, (options: { quick: boolean }) => Promise<R
   'in-process': inProcessBenchmarks,
   soak: soakBenchmark,
   http: httpBenchmarks,
+  upstreams: upstreamsBenchmarks,
   latency: latencyBenchmarks,
   overload: overloadBenchmark,
   admission: admissionOracleBenchmark,

@@ -1,16 +1,19 @@
 -- wrk script of the HTTP benchmarks: POST /order (or the floor route) with a fresh order_id
 -- per request (a repeated id without an Idempotency-Key would run anyway, but ids stay
--- unique for the record), every step at 1 ms. Prints the statuses that were not 2xx.
+-- unique for the record), every simulated step at 1 ms unless WRK_ORDER_FIELDS says other
+-- fields. Prints the statuses that were not 2xx.
 local counter = 0
 local prefix = tostring(os.time()) .. "-" .. tostring(math.random(1, 1e9))
 local statuses = {}
+-- The order's fields but its id, as JSON members (WRK_ORDER_FIELDS, set by bench/http-load.ts).
+local fields = os.getenv("WRK_ORDER_FIELDS") or
+  '"amount":1250,"delay_ms":{"payment":1,"vendor":1,"courier":1}'
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 
 request = function()
   counter = counter + 1
-  local body = '{"order_id":"bench-' .. prefix .. '-' .. counter ..
-    '","amount":1250,"delay_ms":{"payment":1,"vendor":1,"courier":1}}'
+  local body = '{"order_id":"bench-' .. prefix .. '-' .. counter .. '",' .. fields .. '}'
   return wrk.format(nil, nil, nil, body)
 end
 

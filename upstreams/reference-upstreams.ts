@@ -5,7 +5,8 @@ import { pathToFileURL } from 'node:url';
 // Reference upstreams: payment, vendor and courier services over HTTP on loopback, for
 // examples/pipeline.json, the black-box tests and demonstrations. Each keeps its own
 // idempotency (the same Idempotency-Key gets the same answer, and charges once), and a ledger
-// of what it did (GET /ledger). Their behaviour is changed at run time with POST /control.
+// of what it did (GET /ledger). Their behaviour is changed at run time with POST /control;
+// UPSTREAMS_LATENCY_MS sets the latency they start with (5 ms by default).
 
 /** Behaviour is what POST /control sets; every field optional, merged into the current one. */
 export interface Behaviour {
@@ -38,6 +39,14 @@ interface Seen {
   status: number | 'aborted';
   /** True when the client closed the connection before the answer was written. */
   socketClosedEarly: boolean;
+  /**
+   * When the request arrived, its answer was written, or its socket closed unanswered, in
+   * milliseconds on the clock the three services share (`performance.now()` of their process),
+   * so that one service's answer and another's closed socket can be compared.
+   */
+  arrivedAt: number;
+  answeredAt?: number;
+  closedAt?: number;
 }
 
 interface Effect {
@@ -107,10 +116,21 @@ class ReferenceUpstream {
     request: IncomingMessage,
     response: ServerResponse,
   ): Promise<void> {
-    const seen: Seen = { key, action: 'apply', status: 'aborted', socketClosedEarly: false };
+    const seen: Seen = {
+      key,
+      action: 'apply',
+      status: 'aborted',
+      socketClosedEarly: false,
+      arrivedAt: clock(),
+    };
     this.seen.push(seen);
+    response.once('finish', () => {
+      seen.answeredAt = clock();
+    });
     response.once('close', () => {
-      if (!response.writableFinished) seen.socketClosedEarly = true;
+      if (response.writableFinished) return;
+      seen.socketClosedEarly = true;
+      seen.closedAt = clock();
     });
     const replay = this.answers.get(key);
     if (replay !== undefined) {
@@ -156,7 +176,13 @@ class ReferenceUpstream {
   }
 
   #undo(key: string, effectKey: string, response: ServerResponse): void {
-    const seen: Seen = { key, action: 'undo', status: 'aborted', socketClosedEarly: false };
+    const seen: Seen = {
+      key,
+      action: 'undo',
+      status: 'aborted',
+      socketClosedEarly: false,
+      arrivedAt: clock(),
+    };
     this.seen.push(seen);
     if (this.behaviour.undo_unavailable_next > 0) {
       this.behaviour.undo_unavailable_next--;
@@ -196,6 +222,11 @@ class ReferenceUpstream {
   }
 }
 
+/** clock is the services' shared clock, in milliseconds to the microsecond. */
+function clock(): number {
+  return Math.round(performance.now() * 1000) / 1000;
+}
+
 function send(response: ServerResponse, status: number, body: unknown): void {
   if (response.destroyed) return;
   response.statusCode = status;
@@ -226,14 +257,16 @@ export interface RunningUpstreams {
 
 /**
  * startReferenceUpstreams listens with the three services on `host`, on the given ports (0
- * picks a free one). Rejects if a port is taken.
+ * picks a free one), each with `behaviour` over the default one. Rejects if a port is taken.
  */
 export async function startReferenceUpstreams(
   host: string,
   ports: Readonly<Record<'payment' | 'vendor' | 'courier', number>>,
+  behaviour: Partial<Behaviour> = {},
 ): Promise<RunningUpstreams> {
   const names = ['payment', 'vendor', 'courier'] as const;
   const services = names.map((name) => new ReferenceUpstream(name));
+  for (const service of services) service.behaviour = { ...service.behaviour, ...behaviour };
   const urls = { payment: '', vendor: '', courier: '' };
   for (const service of services) {
     await new Promise<void>((resolve, reject) => {
@@ -271,12 +304,26 @@ function portVar(name: string, fallback: number): number {
   return port;
 }
 
+function latencyVar(name: string): Partial<Behaviour> {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return {};
+  const latency = Number(raw);
+  if (!Number.isFinite(latency) || latency < 0) {
+    throw new Error(`${name} must be a number of milliseconds >= 0, got ${JSON.stringify(raw)}`);
+  }
+  return { latency_ms: latency };
+}
+
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const running = await startReferenceUpstreams(process.env['UPSTREAMS_HOST'] ?? '127.0.0.1', {
-    payment: portVar('PAYMENT_PORT', 7101),
-    vendor: portVar('VENDOR_PORT', 7102),
-    courier: portVar('COURIER_PORT', 7103),
-  });
+  const running = await startReferenceUpstreams(
+    process.env['UPSTREAMS_HOST'] ?? '127.0.0.1',
+    {
+      payment: portVar('PAYMENT_PORT', 7101),
+      vendor: portVar('VENDOR_PORT', 7102),
+      courier: portVar('COURIER_PORT', 7103),
+    },
+    latencyVar('UPSTREAMS_LATENCY_MS'),
+  );
   console.log(JSON.stringify({ msg: 'reference upstreams listening', ...running.urls }));
   const stop = (): void => {
     running.close().then(
