@@ -66,6 +66,17 @@ function sample(text: string, series: string): number | undefined {
 }
 
 /** logLines are the JSON lines of `output` whose message is `msg`. */
+/**
+ * waitUntil resolves once `condition()` holds, asking again after each answer; it rejects with
+ * `what` after 10 s. For what the primary learns over IPC and exposes no promise of.
+ */
+async function waitUntil(condition: () => Promise<boolean>, what: string): Promise<void> {
+  const deadline = performance.now() + 10_000;
+  while (!(await condition().catch(() => false))) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+  }
+}
+
 function logLines(output: string, msg: string): Record<string, unknown>[] {
   return output
     .split('\n')
@@ -139,6 +150,12 @@ describe.skipIf(!ready)('WORKERS=2: one view of every worker', () => {
       Number(line['pid']),
     );
     const [stopped = 0] = workerPids;
+    // Both workers must be known to the primary as serving before one stops: a worker that
+    // has not yet told the primary it listens is neither asked nor counted missing.
+    await waitUntil(async () => {
+      const text = await fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text());
+      return sample(text, 'order_pipeline_workers{state="answered"}') === 2;
+    }, 'both workers answer a scrape');
     process.kill(stopped, 'SIGSTOP');
     try {
       // A connection given to the stopped worker waits for it; the other worker answers.
