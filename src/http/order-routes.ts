@@ -49,12 +49,37 @@ const orderErrorKinds = [
   'headers_too_large',
 ] as const;
 
-/** `idempotent-replayed` comes with success and the other final outcomes, which are recorded. */
+/**
+ * The kinds of an order that ran, whose outcome is recorded: a repeat of its key (or a request
+ * that joined it) may be answered with it.
+ */
+const recordedKinds = [
+  'payment_declined',
+  'vendor_unavailable',
+  'no_courier',
+  'internal',
+  'timeout',
+  'canceled',
+  'interrupted',
+  'unavailable',
+  'shutting_down',
+] as const;
+
+/** `idempotent-replayed` comes with success and every outcome that was recorded. */
 const replayedHeader: DocumentedHeader = {
   description:
     '`true` when the answer is the recorded outcome of an earlier request with the same ' +
     '`Idempotency-Key`; absent otherwise.',
-  kinds: ['payment_declined', 'vendor_unavailable', 'no_courier', 'internal'],
+  kinds: recordedKinds,
+};
+
+/** `order-needs-operator` comes with a replayed failure whose compensation is flagged. */
+const needsOperatorHeader: DocumentedHeader = {
+  description:
+    '`true` when the replayed run has a compensation flagged for an operator: nothing ' +
+    'happens to it until an operator settles it (`GET /order/{order_id}` shows which step); ' +
+    'absent otherwise.',
+  kinds: recordedKinds,
 };
 
 /**
@@ -102,11 +127,13 @@ export const orderRoutes: FastifyPluginCallbackTypebox<OrderRoutesOptions> = (
           },
           ...errorResponses(orderErrorKinds, {
             'idempotent-replayed': replayedHeader,
+            'order-needs-operator': needsOperatorHeader,
             'retry-after': retryAfter(
               'order_in_progress',
               'overloaded',
               'shutting_down',
               'unavailable',
+              'interrupted',
             ),
           }),
           default: otherErrors,

@@ -151,7 +151,7 @@ describe('the OpenAPI document', () => {
     expect([...httpErrorKinds].filter((kind) => !documentedKinds.has(kind))).toStrictEqual([]);
   });
 
-  it('documents the headers: Idempotency-Key, idempotent-replayed, Retry-After, Allow', async () => {
+  it('documents the headers: Idempotency-Key, idempotent-replayed, order-needs-operator, Retry-After, Allow', async () => {
     const { doc } = await documented();
     const order = operation(doc, 'POST /order');
     expect(order?.parameters).toContainEqual(
@@ -161,7 +161,20 @@ describe('the OpenAPI document', () => {
       Object.keys(operation(doc, route)?.responses[status]?.headers ?? {}).sort();
     expect(headersOf('POST /order', '200')).toStrictEqual(['idempotent-replayed']);
     expect(headersOf('POST /order', '409')).toStrictEqual(['retry-after']);
-    expect(headersOf('POST /order', '503')).toStrictEqual(['idempotent-replayed', 'retry-after']);
+    expect(headersOf('POST /order', '503')).toStrictEqual([
+      'idempotent-replayed',
+      'order-needs-operator',
+      'retry-after',
+    ]);
+    // A replayed timeout or a decline may come with its flag, never with Retry-After.
+    expect(headersOf('POST /order', '504')).toStrictEqual([
+      'idempotent-replayed',
+      'order-needs-operator',
+    ]);
+    expect(headersOf('POST /order', '400')).toStrictEqual([
+      'idempotent-replayed',
+      'order-needs-operator',
+    ]);
     expect(headersOf('POST /order', '422')).toStrictEqual([]);
     expect(headersOf('GET /order/{order_id}', '503')).toStrictEqual(['retry-after']);
     expect(headersOf('GET /order', '405')).toStrictEqual(['allow']);
