@@ -3,7 +3,7 @@ import type { FastifyBaseLogger, FastifyError, FastifyReply, FastifyRequest } fr
 import { CancelSource } from '../core/cancellation.js';
 import type { OrderMetrics } from '../observability/metrics.js';
 import { withOrderId } from '../observability/order-log.js';
-import { OrderError, errorKinds } from '../order/errors.js';
+import { OrderError, errorKinds, ranKinds } from '../order/errors.js';
 import type { OrderAnswer } from '../service/order-answer.js';
 import type { OrderService } from '../service/order-service.js';
 import { answerRequestError } from './edge-errors.js';
@@ -53,17 +53,7 @@ const orderErrorKinds = [
  * The kinds of an order that ran, whose outcome is recorded: a repeat of its key (or a request
  * that joined it) may be answered with it.
  */
-const recordedKinds = [
-  'payment_declined',
-  'vendor_unavailable',
-  'no_courier',
-  'internal',
-  'timeout',
-  'canceled',
-  'interrupted',
-  'unavailable',
-  'shutting_down',
-] as const;
+const recordedKinds = [...ranKinds, 'interrupted'] as const;
 
 /** `idempotent-replayed` comes with success and every outcome that was recorded. */
 const replayedHeader: DocumentedHeader = {

@@ -8,7 +8,7 @@ import {
   collectDefaultMetrics,
 } from 'prom-client';
 import type { Pool } from '../core/semaphore.js';
-import type { ErrorKind } from '../order/errors.js';
+import { ranKinds } from '../order/errors.js';
 import type { StepStatus } from '../order/pipeline.js';
 import type { ClusterView, Gathered } from './cluster-views.js';
 import type { PoolWait } from './observed-pool.js';
@@ -86,18 +86,6 @@ export interface AnswerView {
   readonly error?: { readonly kind: string } | undefined;
   readonly replayed: boolean;
 }
-
-/** Kinds an order that ran (its steps, or its deadline before they started) can fail with. */
-const ranKinds = [
-  'payment_declined',
-  'vendor_unavailable',
-  'no_courier',
-  'timeout',
-  'canceled',
-  'internal',
-  'shutting_down',
-  'unavailable',
-] as const satisfies readonly ErrorKind[];
 
 /**
  * Kinds of the answers to orders that never ran: refused at the HTTP edge (their body, its

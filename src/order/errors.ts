@@ -21,6 +21,22 @@ export const errorKinds = [
 export type ErrorKind = (typeof errorKinds)[number];
 
 /**
+ * The kinds an order that ran can fail with: its steps failed, or its deadline, its client or
+ * a shutdown stopped it (before its steps started, too). An order recovered after its process
+ * died is `interrupted` besides.
+ */
+export const ranKinds = [
+  'payment_declined',
+  'vendor_unavailable',
+  'no_courier',
+  'timeout',
+  'canceled',
+  'internal',
+  'shutting_down',
+  'unavailable',
+] as const satisfies readonly ErrorKind[];
+
+/**
  * OrderError is a domain error: a kind, and a message that is safe to show a client.
  */
 export class OrderError extends Error {
