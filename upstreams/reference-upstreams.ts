@@ -47,6 +47,8 @@ interface Seen {
   arrivedAt: number;
   answeredAt?: number;
   closedAt?: number;
+  /** The W3C trace context the request carried, if any. */
+  traceparent?: string;
 }
 
 interface Effect {
@@ -123,6 +125,8 @@ class ReferenceUpstream {
       socketClosedEarly: false,
       arrivedAt: clock(),
     };
+    const { traceparent } = request.headers;
+    if (typeof traceparent === 'string') seen.traceparent = traceparent;
     this.seen.push(seen);
     response.once('finish', () => {
       seen.answeredAt = clock();

@@ -17,6 +17,8 @@ export interface SeenRequest {
   readonly action: 'apply' | 'undo';
   readonly status: number | 'aborted';
   readonly socketClosedEarly: boolean;
+  /** The W3C trace context the request carried, if any. */
+  readonly traceparent?: string;
 }
 
 /** An upstream's ledger (GET /ledger). */
