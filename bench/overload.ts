@@ -20,9 +20,9 @@ const courierDelayMs = 10;
 const capacity = poolSize * (1000 / courierDelayMs);
 const offeredRate = 10 * capacity;
 /**
- * Enough connections that a due request always finds one free: admitted orders may wait up
- * to half their 2 s deadline for a courier, so at 500 admitted orders/s some 500 are open
- * waiting; refusals answer at once.
+ * Enough connections that a due request always finds one free: at the onset, before the
+ * queue counts as standing, admitted orders may wait for a courier up to their 2 s deadline,
+ * so at 500 admitted orders/s some 1,000 are open waiting; refusals answer at once.
  */
 const connections = 1024;
 const orderBody = { amount: 100, delay_ms: { payment: 1, vendor: 1, courier: courierDelayMs } };
@@ -252,8 +252,9 @@ const ms = (value: number): string => `${value.toFixed(value < 10 ? 2 : 1)} ms`;
 
 export async function overloadBenchmark(options: { quick: boolean }): Promise<Row[]> {
   const seconds = options.quick ? 4 : 30;
-  // Admission refuses an order whose expected wait exceeds half its remaining deadline (50 ms
-  // once it refuses): an admitted order finishes within its deadline.
+  // Admission refuses an order that could not finish within its deadline, and once the queue
+  // has stood for a second while refusing, one that would wait over 50 ms: an admitted order
+  // finishes within its deadline.
   const deadline = defaultConfig.requestTimeoutMs;
   const refusalTarget = 5;
   const server = await startServer({ COURIER_POOL_SIZE: String(poolSize) });
