@@ -104,19 +104,34 @@ export function pinnedOff(command: string[]): [string, string[]] {
   return ['taskset', ['-c', `0-${cores - 2}`, file, ...args]];
 }
 
+/** How a load is sent: each order's fields but its id, and a rate, if any. */
+export interface LoadShape {
+  /** The fields of each order but its id; {@link simulatedOrder} by default. */
+  readonly fields?: Readonly<Record<string, unknown>>;
+  /**
+   * Requests per second over all connections; as fast as answered when undefined. A rated
+   * load is always sent by autocannon: wrk has no rate.
+   */
+  readonly ratePerSecond?: number;
+}
+
 async function load(
   url: string,
   connections: number,
   seconds: number,
-  fields: Readonly<Record<string, unknown>>,
+  shape: LoadShape,
 ): Promise<Load> {
-  if (generator === 'wrk') return loadWithWrk(url, connections, seconds, fields);
+  const { fields = simulatedOrder, ratePerSecond } = shape;
+  if (generator === 'wrk' && ratePerSecond === undefined) {
+    return loadWithWrk(url, connections, seconds, fields);
+  }
   const prefix = `${process.pid}-${runs++}`;
   const result = await autocannon({
     url,
     method: 'POST',
     connections,
     duration: seconds,
+    ...(ratePerSecond === undefined ? {} : { overallRate: ratePerSecond }),
     headers: { 'content-type': 'application/json' },
     // A fresh order id per request: the service answers a repeated id from its record.
     idReplacement: true,
@@ -138,21 +153,21 @@ async function load(
 }
 
 /**
- * measured runs an untimed warm-up of the same load (same route and connections) and then
- * the measured one: a fresh server compiles its code during its first thousands of requests.
- * Each order is `fields` with a fresh id; `beforeMeasure` runs between the two loads.
+ * measured runs an untimed warm-up of the same load (same route, connections and `shape`)
+ * and then the measured one: a fresh server compiles its code during its first thousands of
+ * requests. `beforeMeasure` runs between the two loads.
  */
 export async function measured(
   url: string,
   connections: number,
   seconds: number,
   warmUpSeconds: number,
-  fields: Readonly<Record<string, unknown>> = simulatedOrder,
+  shape: LoadShape = {},
   beforeMeasure?: () => void,
 ): Promise<Load> {
-  await load(url, connections, warmUpSeconds, fields);
+  await load(url, connections, warmUpSeconds, shape);
   beforeMeasure?.();
-  return load(url, connections, seconds, fields);
+  return load(url, connections, seconds, shape);
 }
 
 function details(run: Load): string {
