@@ -95,10 +95,10 @@ const marginHalfLifeMs = 30_000;
  * time is its own work (a step held up upstream): refusing queued orders would not shorten
  * it, so its error is not scored.
  *
- * Standing queue: once the courier wait (from admission) of every order served has stayed above
- * `overloadWaitMs` for `overloadWindowMs` (CoDel's rule) while orders are being refused (an
- * order was refused within the window: more arrive than can finish), the wait admitted is at
- * most `overloadWaitMs`, until a window passes with no refusal or no order is left ahead and a
+ * Standing queue: once the courier wait (from admission) of every order served has stayed
+ * above `overloadWaitMs` for `overloadWindowMs` (CoDel's rule) while orders are being refused
+ * (an order was refused within the window: more arrive than can finish), the wait admitted is
+ * at most `overloadWaitMs`, until a window passes with no refusal or no order is left ahead and a
  * courier is free. More orders are arriving than the couriers serve, so a longer queue would
  * serve no more of them: it would only make each admitted order wait, and hold its memory,
  * longer. A queue that stands but refuses nothing (clients that wait for their answers before
