@@ -4,6 +4,7 @@ import { defaultConfig } from '../src/config.js';
 import { Admission, type Admitted } from '../src/service/admission.js';
 import { MeasuredPool } from '../src/service/measured-pool.js';
 import { row, type Row } from './report.js';
+import { seededRandom } from './seeded-random.js';
 
 /**
  * Admission judged against an oracle. A hand-made event loop on a clock of its own replays
@@ -457,17 +458,6 @@ export function rate(
     orders.push({ ...step(orders.length), at: grid(at + t * 1000) });
   }
   return orders;
-}
-
-/** seededRandom is a small deterministic generator (mulberry32) in [0, 1). */
-export function seededRandom(seed: number): () => number {
-  let state = seed;
-  return () => {
-    state = (state + 0x6d2b79f5) | 0;
-    let t = Math.imul(state ^ (state >>> 15), 1 | state);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** The default simulated steps: payment 150 ms and vendor 200 ms beside the courier. */

@@ -127,16 +127,7 @@ export async function runWithDeadline<Order>(
   }
 }
 
-/** seededRandom is a small deterministic generator (mulberry32), so a failing run reproduces. */
-export function seededRandom(seed: number): () => number {
-  let state = seed;
-  return () => {
-    state = (state + 0x6d2b79f5) | 0;
-    let t = Math.imul(state ^ (state >>> 15), 1 | state);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom } from '../bench/seeded-random.js';
 
 /**
  * promiseState tells whether `promise` has settled once every queued continuation has run. It
