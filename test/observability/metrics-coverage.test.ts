@@ -111,12 +111,7 @@ const scenarios: Record<string, Scenario> = {
   [ordersTotal('error', 'shutting_down')]: {
     options: holding,
     cause: async (h) => {
-      const held = h.hold();
-      await expect.poll(() => h.service.courierPool.inUse).toBe(1);
-      h.later(() => {
-        held.release();
-        return held.answered;
-      });
+      await holdTheCourier(h);
       await h.service.shutDown(0);
     },
   },
@@ -164,12 +159,7 @@ const scenarios: Record<string, Scenario> = {
   [ordersTotal('refused', 'overloaded')]: {
     options: (gates) => ({ ...holding(gates), maxInflightOrders: 1 }),
     cause: async (h) => {
-      const held = h.hold();
-      await expect.poll(() => h.service.courierPool.inUse).toBe(1);
-      h.later(() => {
-        held.release();
-        return held.answered;
-      });
+      await holdTheCourier(h);
       expect(await h.post({ ...quickOrder, order_id: 'refused' })).toBe(503);
     },
   },
@@ -232,12 +222,7 @@ const scenarios: Record<string, Scenario> = {
   [`${metricsPrefix}orders_rejected_total{kind="overloaded"}`]: {
     options: (gates) => ({ ...holding(gates), maxInflightOrders: 1 }),
     cause: async (h) => {
-      const held = h.hold();
-      await expect.poll(() => h.service.courierPool.inUse).toBe(1);
-      h.later(() => {
-        held.release();
-        return held.answered;
-      });
+      await holdTheCourier(h);
       await h.post({ ...quickOrder, order_id: 'refused' });
     },
   },
@@ -298,19 +283,22 @@ const scenarios: Record<string, Scenario> = {
   },
 };
 
+/**
+ * holdTheCourier has one order take the only courier slot and keep it until the scenario is
+ * over, then lets it finish.
+ */
+async function holdTheCourier(h: Harness): Promise<void> {
+  const held = h.hold();
+  await expect.poll(() => h.service.courierPool.inUse).toBe(1);
+  h.later(() => {
+    held.release();
+    return held.answered;
+  });
+}
+
 /** whileHeld reads a gauge while one order holds the only courier slot: it reads 1. */
 function whileHeld(): Scenario {
-  return {
-    options: holding,
-    cause: async (h) => {
-      const held = h.hold();
-      await expect.poll(() => h.service.courierPool.inUse).toBe(1);
-      h.later(() => {
-        held.release();
-        return held.answered;
-      });
-    },
-  };
+  return { options: holding, cause: holdTheCourier };
 }
 
 /** stepDurations: each step ok, failed, and canceled by another's failure. */
