@@ -82,6 +82,22 @@ export function trimmed(bins: ArrayLike<number>): LatencyHistogram {
   };
 }
 
+/** LatencySummary is what the dashboard shows of a histogram: its p50, its p99 and its bins. */
+export interface LatencySummary {
+  p50_ms: number;
+  p99_ms: number;
+  latency: LatencyHistogram;
+}
+
+/** latencySummary is the p50, the p99 and the trimmed histogram of the dense bin counts `bins`. */
+export function latencySummary(bins: ArrayLike<number>): LatencySummary {
+  return {
+    p50_ms: percentileMs(bins, 0.5),
+    p99_ms: percentileMs(bins, 0.99),
+    latency: trimmed(bins),
+  };
+}
+
 /**
  * addInto adds `histogram` to the dense bin counts `bins`. Throws a RangeError if a bin of
  * `histogram` is not one of the {@link latencyBinCount} bins or a count is not a

@@ -2,8 +2,7 @@ import { errorKinds, type ErrorKind } from '../order/errors.js';
 import {
   latencyBin,
   latencyBinCount,
-  percentileMs,
-  trimmed,
+  latencySummary,
   type LatencyHistogram,
 } from './latency-histogram.js';
 
@@ -141,9 +140,7 @@ export class OrderSeries {
         overloaded: sums[overloadedColumn] ?? 0,
         shutting_down: sums[shuttingDownColumn] ?? 0,
       },
-      p50_ms: percentileMs(bins, 0.5),
-      p99_ms: percentileMs(bins, 0.99),
-      latency: trimmed(bins),
+      ...latencySummary(bins),
     };
   }
 
@@ -213,8 +210,6 @@ function pointOf(sums: Float64Array): SeriesPoint {
     errors,
     timeouts: sums[timeoutColumn] ?? 0,
     refused: (sums[overloadedColumn] ?? 0) + (sums[shuttingDownColumn] ?? 0),
-    p50_ms: percentileMs(bins, 0.5),
-    p99_ms: percentileMs(bins, 0.99),
-    latency: trimmed(bins),
+    ...latencySummary(bins),
   };
 }

@@ -2,8 +2,8 @@ import { Type, type Static } from '@sinclair/typebox';
 import {
   addInto,
   latencyBinCount,
-  percentileMs,
-  trimmed,
+  latencySummary,
+  type LatencySummary,
   type LatencyHistogram as Histogram,
 } from '../../observability/latency-histogram.js';
 import { defaultRecentOrders } from '../../observability/recent-orders.js';
@@ -268,18 +268,10 @@ function sumRecords(records: readonly Record<string, number>[]): Record<string, 
 }
 
 /** latencyOf adds `histograms` and computes the percentiles of the sum. */
-function latencyOf(histograms: readonly Histogram[]): {
-  p50_ms: number;
-  p99_ms: number;
-  latency: Histogram;
-} {
+function latencyOf(histograms: readonly Histogram[]): LatencySummary {
   const bins = new Float64Array(latencyBinCount);
   for (const histogram of histograms) addInto(bins, histogram);
-  return {
-    p50_ms: percentileMs(bins, 0.5),
-    p99_ms: percentileMs(bins, 0.99),
-    latency: trimmed(bins),
-  };
+  return latencySummary(bins);
 }
 
 /**
