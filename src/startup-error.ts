@@ -1,5 +1,6 @@
 import type { OrderStoreKind } from './store/store-kinds.js';
 import { DataDirInUseError } from './store/data-dir-lock.js';
+import { messageOf } from './core/message-of.js';
 
 /**
  * StartupError is why the server could not start, in one line that names the setting to
@@ -157,10 +158,6 @@ function codeOf(error: unknown): string | undefined {
   return error instanceof Error && 'code' in error && typeof error.code === 'string'
     ? error.code
     : undefined;
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /**

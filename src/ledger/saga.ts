@@ -3,6 +3,7 @@ import { isPromiseLike } from '../core/is-promise-like.js';
 import { OrderError, kindOf, type ErrorKind } from '../order/errors.js';
 import type { Step } from '../order/step.js';
 import type { RecordedStepStatus } from './order-store.js';
+import { messageOf } from '../core/message-of.js';
 
 /**
  * The result of one compensation attempt: the effect is undone, or may not be. A failure
@@ -66,7 +67,7 @@ export async function compensateStep<Order>(
     return {
       ok: false,
       kind: kindOf(error),
-      message: error instanceof Error ? error.message : String(error),
+      message: messageOf(error),
       publicMessage:
         error instanceof OrderError
           ? error.message

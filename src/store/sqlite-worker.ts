@@ -15,6 +15,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { SqliteExecutor, prepareDatabase, type SqliteOp } from './sqlite-ops.js';
+import { messageOf } from '../core/message-of.js';
 
 const port = parentPort;
 if (port === null) throw new Error('sqlite-worker runs as a worker thread');
@@ -45,7 +46,7 @@ try {
   }
   port.postMessage({ ready: true });
 } catch (error) {
-  port.postMessage({ failed: error instanceof Error ? error.message : String(error) });
+  port.postMessage({ failed: messageOf(error) });
 }
 
 port.on('message', (message: unknown) => {
@@ -67,7 +68,7 @@ port.on('message', (message: unknown) => {
     // The batch is JSON of the store's own typed calls.
     port.postMessage({ id, results: executor.execute(JSON.parse(ops) as SqliteOp[]) });
   } catch (error) {
-    port.postMessage({ id, error: error instanceof Error ? error.message : String(error) });
+    port.postMessage({ id, error: messageOf(error) });
   }
 });
 

@@ -9,6 +9,7 @@ import type { RunInfo, Step } from '../order/step.js';
 import type { PipelinePlan, UpstreamCall } from './pipeline-file.js';
 import { renderBody, renderText, type TemplateValues } from './template.js';
 import { TransientFailure, type Upstreams } from './upstreams.js';
+import { messageOf } from '../core/message-of.js';
 
 export interface HttpStepsOptions {
   /** The validated pipeline file. */
@@ -289,8 +290,4 @@ function retryAfterMs(value: string | string[] | undefined): number | undefined 
   if (/^\d+$/.test(text.trim())) return Number(text.trim()) * 1000;
   const date = Date.parse(text);
   return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
