@@ -137,16 +137,15 @@ export const orderRoutes: FastifyPluginCallbackTypebox<OrderRoutesOptions> = (
     },
     async (request, reply) => {
       const { body } = request;
-      if (!simulationFields) {
+      // The list of the fields given is built only for the message of a refusal.
+      if (!simulationFields && simulationFieldNames.some((name) => body[name] !== undefined)) {
         const simulated = simulationFieldNames.filter((name) => body[name] !== undefined);
-        if (simulated.length > 0) {
-          return sendError(
-            reply,
-            'bad_request',
-            `${simulated.join(', ')}: drive the simulated steps only, and this service calls real upstreams`,
-            { orderId: body.order_id },
-          );
-        }
+        return sendError(
+          reply,
+          'bad_request',
+          `${simulated.join(', ')}: drive the simulated steps only, and this service calls real upstreams`,
+          { orderId: body.order_id },
+        );
       }
       const order = orderFromBody(body);
       // Every line about this order carries its id, the request's summary line too.

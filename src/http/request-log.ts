@@ -95,7 +95,7 @@ export function requestLog(app: FastifyInstance): void {
  * milliseconds (and compensation, for a failed order), and `replayed` for an answer replayed
  * from the record.
  */
-export function orderSummary(answer: OrderAnswer): Record<string, unknown> {
+function orderSummary(answer: OrderAnswer): Record<string, unknown> {
   const { outcome } = answer;
   if (outcome === undefined) return { outcome: 'refused', kind: answer.error?.kind ?? 'none' };
   let durationMs = 0;

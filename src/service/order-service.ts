@@ -317,7 +317,7 @@ export class OrderService {
         clearTimeout(slack);
         unlinkClient?.();
         unlinkShutdown();
-        if (this.#places.get(order) === admitted) this.#places.delete(order);
+        this.#places.delete(order);
         admitted.release();
       };
       submission.then(

@@ -128,21 +128,19 @@ export function httpSteps(options: HttpStepsOptions): Step<Order>[] {
           if (!(error instanceof TransientFailure)) throw error;
           failure = error;
         }
-        const unavailable = new OrderError(
-          plan.unavailableKind,
-          kindMessage(plan.unavailableKind),
-          {
+        // Built only when thrown: an error captures a stack, and most failures are retried.
+        const unavailable = (): OrderError =>
+          new OrderError(plan.unavailableKind, kindMessage(plan.unavailableKind), {
             cause: failure,
-          },
-        );
-        if (attempt >= retry.attempts) throw unavailable;
+          });
+        if (attempt >= retry.attempts) throw unavailable();
         const backoffMs = retry.jitter ? delayMs * (0.5 + random() / 2) : delayMs;
         const waitMs =
           retry.honourRetryAfter && failure.retryAfterMs !== undefined
             ? Math.max(backoffMs, failure.retryAfterMs)
             : backoffMs;
         // A retry that could not start before the deadline is not waited for.
-        if (Date.now() + waitMs + minAttemptMs > deadlineAt) throw unavailable;
+        if (Date.now() + waitMs + minAttemptMs > deadlineAt) throw unavailable();
         upstreams.metrics?.recordRetry(plan.upstream);
         await sleep(waitMs, cancel);
         delayMs = Math.min(delayMs * retry.factor, retry.maxDelayMs);

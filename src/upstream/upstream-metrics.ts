@@ -14,6 +14,14 @@ export class UpstreamMetrics {
   readonly #retries: Counter<'upstream'>;
   readonly #aborts: Counter<'upstream'>;
   readonly #breakerState: Gauge<'upstream'>;
+  /**
+   * The series of each upstream, made on first use: recording an attempt looks its series up
+   * instead of building and hashing a label object. Durations are indexed by status class:
+   * 0 for no answer, 1 to 5 for 1xx to 5xx.
+   */
+  readonly #durationsOf = new Map<string, Histogram.Internal<'upstream' | 'status_class'>[]>();
+  readonly #retriesOf = new Map<string, Counter.Internal>();
+  readonly #abortsOf = new Map<string, Counter.Internal>();
 
   /** The constructor registers the series in `registry`; a name registered twice throws. */
   constructor(registry: Registry) {
@@ -48,19 +56,43 @@ export class UpstreamMetrics {
   }
 
   recordRequest(upstream: string, status: number | undefined, seconds: number): void {
-    const statusClass = status === undefined ? 'error' : `${Math.trunc(status / 100)}xx`;
-    this.#duration.observe({ upstream, status_class: statusClass }, seconds);
+    const classIndex = status === undefined ? 0 : Math.trunc(status / 100);
+    let durations = this.#durationsOf.get(upstream);
+    if (durations === undefined) {
+      durations = [];
+      this.#durationsOf.set(upstream, durations);
+    }
+    let series = durations[classIndex];
+    if (series === undefined) {
+      series = this.#duration.labels(upstream, classIndex === 0 ? 'error' : `${classIndex}xx`);
+      durations[classIndex] = series;
+    }
+    series.observe(seconds);
   }
 
   recordRetry(upstream: string): void {
-    this.#retries.inc({ upstream });
+    seriesOf(this.#retriesOf, this.#retries, upstream).inc();
   }
 
   recordAbort(upstream: string): void {
-    this.#aborts.inc({ upstream });
+    seriesOf(this.#abortsOf, this.#aborts, upstream).inc();
   }
 
   recordBreakerState(upstream: string, state: BreakerState): void {
     this.#breakerState.set({ upstream }, breakerStateValues[state]);
   }
+}
+
+/** seriesOf is the series of `counter` for `upstream`, made once and kept in `made`. */
+function seriesOf(
+  made: Map<string, Counter.Internal>,
+  counter: Counter<'upstream'>,
+  upstream: string,
+): Counter.Internal {
+  let series = made.get(upstream);
+  if (series === undefined) {
+    series = counter.labels(upstream);
+    made.set(upstream, series);
+  }
+  return series;
 }
