@@ -110,8 +110,17 @@ interface LabelView {
   background: string;
 }
 
-/** labelViews, a function run in the page on a row's bars, tells how each bar's label is drawn. */
-const labelViews = `(bars) => Array.from(bars, (bar) => {
+/**
+ * labelViews, a function run in the page on a row's selector, scrolls the row into view and tells
+ * how each of its bars' labels is drawn. Scrolling and measuring happen in one synchronous call:
+ * the dashboard redraws its timeline on every poll, so a row found in one call may be replaced
+ * before the next.
+ */
+const labelViews = `(selector) => {
+  const row = document.querySelector(selector);
+  if (row === null) return [];
+  row.scrollIntoView({ block: 'center' });
+  return Array.from(row.querySelectorAll('.bar'), (bar) => {
   const label = bar.querySelector('.bar-label');
   const box = label.getBoundingClientRect();
   const track = bar.parentElement.getBoundingClientRect();
@@ -128,7 +137,8 @@ const labelViews = `(bars) => Array.from(bars, (bar) => {
     waits: bar.querySelector('.wait') !== null,
     background: getComputedStyle(label).backgroundColor,
   };
-})`;
+  });
+}`;
 
 describe.each(screens)(
   'dashboard in a browser, $screen ($width px)',
@@ -325,10 +335,10 @@ describe.each(screens)(
           'courier',
         ]);
         // What is drawn where is known only on the screen.
-        await row.scrollIntoViewIfNeeded();
         const labels = await page.evaluate<LabelView[]>(
-          `(${labelViews})(document.querySelectorAll('.order-row[data-order-id="${id('waits')}"] .bar'))`,
+          `(${labelViews})('.order-row[data-order-id="${id('waits')}"]')`,
         );
+        expect(labels.map((label) => label.step)).toEqual(['payment', 'vendor', 'courier']);
         const [payment, , courier] = labels;
         expect(payment, 'a 5 ms bar is too short for its label').toMatchObject({
           outside: true,
