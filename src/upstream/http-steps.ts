@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { BrokenCircuitError, CircuitState } from 'cockatiel';
+import type { Dispatcher } from 'undici';
 import type { Cancellation } from '../core/cancellation.js';
 import type { Pool } from '../core/semaphore.js';
 import { sleep } from '../core/sleep.js';
@@ -7,7 +8,8 @@ import { OrderError, kindMessage } from '../order/errors.js';
 import type { Order } from '../order/order.js';
 import type { RunInfo, Step } from '../order/step.js';
 import type { PipelinePlan, UpstreamCall } from './pipeline-file.js';
-import { renderBody, renderText, type TemplateValues } from './template.js';
+import { hasPlaceholders, renderBody, renderText, type TemplateValues } from './template.js';
+import type { UpstreamMetrics } from './upstream-metrics.js';
 import { TransientFailure, type Upstreams } from './upstreams.js';
 import { messageOf } from '../core/message-of.js';
 
@@ -60,8 +62,11 @@ export function httpSteps(options: HttpStepsOptions): Step<Order>[] {
   return options.plan.steps.map((plan) => {
     const breaker = options.upstreams.breakerFor(plan);
     const { upstreams } = options;
+    const { compensation } = plan;
+    const requestCall = new PreparedCall(plan.request);
+    const undoCall = compensation === undefined ? undefined : new PreparedCall(compensation);
     const send = (
-      call: UpstreamCall,
+      call: PreparedCall,
       values: TemplateValues,
       cancel: Cancellation,
       timeoutMs: number,
@@ -76,7 +81,7 @@ export function httpSteps(options: HttpStepsOptions): Step<Order>[] {
     ): Promise<number> => {
       if (breaker.state === CircuitState.HalfOpen) throw new BrokenCircuitError();
       return breaker.execute(async () => {
-        const answer = await send(plan.request, values, cancel, timeoutMs, trace);
+        const answer = await send(requestCall, values, cancel, timeoutMs, trace);
         if (plan.transient.has(answer.status)) {
           throw new TransientFailure(`answered ${answer.status}`, answer.retryAfterMs);
         }
@@ -160,8 +165,7 @@ export function httpSteps(options: HttpStepsOptions): Step<Order>[] {
           }
         : runOnce,
     };
-    const { compensation } = plan;
-    if (compensation === undefined) return step;
+    if (compensation === undefined || undoCall === undefined) return step;
     return {
       ...step,
       compensate: async (order, cancel, _attempt, info) => {
@@ -176,7 +180,7 @@ export function httpSteps(options: HttpStepsOptions): Step<Order>[] {
         };
         let answer: Answer;
         try {
-          answer = await send(compensation, values, cancel, compensation.timeoutMs ?? Infinity);
+          answer = await send(undoCall, values, cancel, compensation.timeoutMs ?? Infinity);
         } catch (error) {
           if (error instanceof AbortedInFlight) throw error.reason;
           if (cancel.aborted) throw cancel.reason;
@@ -196,8 +200,8 @@ export function httpSteps(options: HttpStepsOptions): Step<Order>[] {
 }
 
 /**
- * AbortedInFlight is a request the order's cancellation aborted after it was sent: whether
- * the upstream applied it is unknown.
+ * AbortedInFlight is a request the order's cancellation aborted once it was handed to its
+ * origin's pool: it may have been sent, so whether the upstream applied it is unknown.
  */
 class AbortedInFlight extends Error {
   constructor(readonly reason: unknown) {
@@ -212,72 +216,256 @@ interface Answer {
   readonly retryAfterMs: number | undefined;
 }
 
+/** An answer's body is read up to this many bytes: a longer one is not read to its end. */
+const maxAnswerBytes = 1 << 20;
+
+/** Header values are sent as rendered, not encoded. */
+const asIs = (text: string): string => text;
+
+/** A request ready for its origin's pool: where it goes and what it sends. */
+type RenderedRequest = Dispatcher.DispatchOptions & { readonly origin: string };
+
+/** A header of a call: its value, or its template when it has placeholders. */
+interface HeaderTemplate {
+  readonly name: string;
+  readonly value: string;
+  readonly templated: boolean;
+}
+
+/**
+ * PreparedCall is an {@link UpstreamCall} with what does not depend on the order worked out
+ * once: the origin and path of a URL without placeholders, the values of headers without
+ * placeholders, and the body of a template without placeholders (rendered on first use). A
+ * request renders only the parts that have placeholders.
+ */
+class PreparedCall {
+  readonly #call: UpstreamCall;
+  /** The origin and path of the URL when it has no placeholders (and parses). */
+  readonly #target: { readonly origin: string; readonly path: string } | undefined;
+  /** The call's headers but `idempotency-key`, which every request sets to its own key. */
+  readonly #headers: readonly HeaderTemplate[];
+  readonly #hasContentType: boolean;
+  readonly #bodyIsFixed: boolean;
+  #fixedBody: string | undefined;
+
+  constructor(call: UpstreamCall) {
+    this.#call = call;
+    this.#target = hasPlaceholders(call.url) ? undefined : targetOf(call.url, false);
+    this.#headers = Object.entries(call.headers)
+      .filter(([name]) => name !== 'idempotency-key')
+      .map(([name, value]) => ({ name, value, templated: hasPlaceholders(value) }));
+    this.#hasContentType = Object.hasOwn(call.headers, 'content-type');
+    this.#bodyIsFixed = !hasPlaceholders(call.body);
+  }
+
+  /**
+   * render is the request for `values`: the URL's placeholders written URL-encoded and the
+   * headers' as they are, `idempotency-key: <values.idempotencyKey>`, the body as JSON with
+   * `content-type: application/json` unless the call names one, and the `trace` headers, which
+   * take the place of any the call names. Throws when the URL does not parse.
+   */
+  render(
+    values: TemplateValues,
+    trace: Readonly<Record<string, string>> | undefined,
+  ): RenderedRequest {
+    const call = this.#call;
+    const target = this.#target ?? targetOf(renderText(call.url, values, encodeURIComponent), true);
+    const headers: string[] = [];
+    for (const header of this.#headers) {
+      if (inTrace(trace, header.name)) continue;
+      headers.push(
+        header.name,
+        header.templated ? renderText(header.value, values, asIs) : header.value,
+      );
+    }
+    if (!inTrace(trace, 'idempotency-key')) headers.push('idempotency-key', values.idempotencyKey);
+    let body: string | null = null;
+    if (call.body !== undefined) {
+      body = this.#fixedBody ?? JSON.stringify(renderBody(call.body, values));
+      if (this.#bodyIsFixed) this.#fixedBody = body;
+      if (!this.#hasContentType && !inTrace(trace, 'content-type')) {
+        headers.push('content-type', 'application/json');
+      }
+    }
+    if (trace !== undefined) {
+      for (const [name, value] of Object.entries(trace)) headers.push(name, value);
+    }
+    return { origin: target.origin, path: target.path, method: call.method, headers, body };
+  }
+}
+
+/** inTrace says whether the `trace` headers, if any, include `name`. */
+function inTrace(trace: Readonly<Record<string, string>> | undefined, name: string): boolean {
+  return trace !== undefined && Object.hasOwn(trace, name);
+}
+
+/** targetOf is the origin and path of `url`; one that does not parse throws, or is undefined. */
+function targetOf(url: string, orThrow: true): { origin: string; path: string };
+function targetOf(url: string, orThrow: false): { origin: string; path: string } | undefined;
+function targetOf(url: string, orThrow: boolean): { origin: string; path: string } | undefined {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch (error) {
+    if (orThrow) throw error;
+    return undefined;
+  }
+  return { origin: parsed.origin, path: `${parsed.pathname}${parsed.search}` };
+}
+
 /**
  * request sends `call` rendered for `values`, with the `trace` headers if any, through the
- * origin's pool and reads the answer to its end. It aborts the request (closing its socket) when `cancel` aborts, rejecting with
- * `cancel.reason`, and after `timeoutMs`, rejecting with a {@link TransientFailure}; no answer
- * is a {@link TransientFailure} too. The timer and the abort listener are gone when it settles.
+ * origin's pool and reads the answer to its end, discarding its body: past
+ * {@link maxAnswerBytes} it aborts the request and answers the status. When `cancel` aborts,
+ * it aborts the request, which closes its socket, and rejects with {@link AbortedInFlight};
+ * after `timeoutMs` it aborts it too and rejects with a {@link TransientFailure}; no answer is
+ * a {@link TransientFailure} as well. Already aborted, it rejects with `cancel.reason` and sends
+ * nothing. The timer and the abort listener are gone when it settles.
  */
-async function request(
+function request(
   upstreams: Upstreams,
   upstream: string,
-  call: UpstreamCall,
+  call: PreparedCall,
   values: TemplateValues,
   cancel: Cancellation,
   timeoutMs: number,
   trace: Readonly<Record<string, string>> | undefined,
 ): Promise<Answer> {
-  cancel.throwIfAborted();
-  const url = new URL(renderText(call.url, values, encodeURIComponent));
-  const headers: Record<string, string> = { ...call.headers };
-  for (const [name, value] of Object.entries(headers)) {
-    headers[name] = renderText(value, values, (text) => text);
-  }
-  headers['idempotency-key'] = values.idempotencyKey;
-  let body: string | undefined;
-  if (call.body !== undefined) {
-    body = JSON.stringify(renderBody(call.body, values));
-    headers['content-type'] ??= 'application/json';
-  }
-  if (trace !== undefined) Object.assign(headers, trace);
-  const controller = new AbortController();
-  const timer =
-    timeoutMs === Infinity
-      ? undefined
-      : setTimeout(() => {
-          controller.abort(new TransientFailure(`no answer within ${Math.round(timeoutMs)} ms`));
-        }, timeoutMs);
-  const stopListening = cancel.onAbort((reason) => {
-    controller.abort(reason);
-  });
-  const started = performance.now();
-  const metrics = upstreams.metrics;
+  if (cancel.aborted) return Promise.reject(cancel.reason);
+  let rendered: RenderedRequest;
+  let pool: Dispatcher;
   try {
-    const response = await upstreams.poolFor(url.origin).request({
-      path: `${url.pathname}${url.search}`,
-      method: call.method,
-      headers,
-      body: body ?? null,
-      signal: controller.signal,
-    });
-    await response.body.dump({ limit: 1 << 20, signal: controller.signal });
-    metrics?.recordRequest(upstream, response.statusCode, (performance.now() - started) / 1000);
-    return {
-      status: response.statusCode,
-      retryAfterMs: retryAfterMs(response.headers['retry-after']),
-    };
+    rendered = call.render(values, trace);
+    pool = upstreams.poolFor(rendered.origin);
   } catch (error) {
-    metrics?.recordRequest(upstream, undefined, (performance.now() - started) / 1000);
-    if (cancel.aborted) {
-      metrics?.recordAbort(upstream);
-      throw new AbortedInFlight(cancel.reason);
-    }
-    const reason: unknown = controller.signal.reason;
-    if (reason instanceof TransientFailure) throw reason;
-    throw new TransientFailure(`no answer: ${messageOf(error)}`);
-  } finally {
-    clearTimeout(timer);
-    stopListening();
+    return Promise.reject(error);
+  }
+  return new Promise<Answer>((resolve, reject) => {
+    const exchange = new Exchange(resolve, reject, upstreams.metrics, upstream, cancel, timeoutMs);
+    // A request the pool cannot take comes back through the handler's onResponseError.
+    pool.dispatch(rendered, exchange);
+  });
+}
+
+/**
+ * Exchange is one request as the undici handler that reads its answer. It settles its
+ * promise once: with the status and `Retry-After` when the body has been read to its end (or
+ * past {@link maxAnswerBytes}, when it aborts the request), or with the failure; and then
+ * clears its timer and removes its abort listener. Its own aborts (the order's cancellation,
+ * the timeout) settle at once: a request still waiting for a connection is aborted when it
+ * gets one, before anything is written, and one already sent is aborted through undici's
+ * controller, which destroys its socket.
+ */
+class Exchange implements Dispatcher.DispatchHandler {
+  readonly #resolve: (answer: Answer) => void;
+  readonly #reject: (error: unknown) => void;
+  readonly #metrics: UpstreamMetrics | undefined;
+  readonly #upstream: string;
+  readonly #started = performance.now();
+  readonly #timer: ReturnType<typeof setTimeout> | undefined;
+  readonly #stopListening: () => void;
+  #controller: Dispatcher.DispatchController | undefined;
+  /** What this side aborted the request with: an {@link AbortedInFlight} or the timeout. */
+  #abortedWith: Error | undefined;
+  #settled = false;
+  #status = 0;
+  #retryAfter: string | string[] | undefined;
+  #bytes = 0;
+
+  constructor(
+    resolve: (answer: Answer) => void,
+    reject: (error: unknown) => void,
+    metrics: UpstreamMetrics | undefined,
+    upstream: string,
+    cancel: Cancellation,
+    timeoutMs: number,
+  ) {
+    this.#resolve = resolve;
+    this.#reject = reject;
+    this.#metrics = metrics;
+    this.#upstream = upstream;
+    this.#timer =
+      timeoutMs === Infinity
+        ? undefined
+        : setTimeout(() => {
+            this.#abort(new TransientFailure(`no answer within ${Math.round(timeoutMs)} ms`));
+          }, timeoutMs);
+    this.#stopListening = cancel.onAbort((reason) => {
+      this.#abort(new AbortedInFlight(reason));
+    });
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    // Aborted while it waited for a connection: it ends here, before anything is written.
+    if (this.#abortedWith !== undefined) controller.abort(this.#abortedWith);
+    else this.#controller = controller;
+  }
+
+  onResponseStart(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: Record<string, string | string[] | undefined>,
+  ): void {
+    // An informational answer (1xx): the answer itself follows.
+    if (statusCode < 200) return;
+    this.#status = statusCode;
+    this.#retryAfter = headers['retry-after'];
+    if (Number(headers['content-length']) > maxAnswerBytes) this.#answerTooLong(controller);
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.#bytes += chunk.length;
+    if (this.#bytes > maxAnswerBytes) this.#answerTooLong(controller);
+  }
+
+  onResponseEnd(): void {
+    this.#answer();
+  }
+
+  /** Also called, without a controller, when the pool refuses the request outright. */
+  onResponseError(_controller: unknown, error: Error): void {
+    this.#fail(error);
+  }
+
+  #answer(): void {
+    if (this.#settled) return;
+    this.#settle();
+    this.#metrics?.recordRequest(this.#upstream, this.#status, this.#seconds());
+    this.#resolve({ status: this.#status, retryAfterMs: retryAfterMs(this.#retryAfter) });
+  }
+
+  /** The status is known: the rest of the body is not read, and the socket goes with it. */
+  #answerTooLong(controller: Dispatcher.DispatchController): void {
+    this.#answer();
+    controller.abort(new Error(`answer longer than ${maxAnswerBytes} bytes: the rest is unread`));
+  }
+
+  #fail(error: Error): void {
+    if (this.#settled) return;
+    this.#settle();
+    this.#metrics?.recordRequest(this.#upstream, undefined, this.#seconds());
+    const abortedWith = this.#abortedWith;
+    if (abortedWith instanceof AbortedInFlight) this.#metrics?.recordAbort(this.#upstream);
+    this.#reject(abortedWith ?? new TransientFailure(`no answer: ${messageOf(error)}`));
+  }
+
+  #abort(failure: Error): void {
+    if (this.#settled) return;
+    this.#abortedWith = failure;
+    // Once started, undici's abort errors the request (back through onResponseError, at once)
+    // and destroys its socket; before, onRequestStart aborts it.
+    this.#controller?.abort(failure);
+    this.#fail(failure);
+  }
+
+  #settle(): void {
+    this.#settled = true;
+    clearTimeout(this.#timer);
+    this.#stopListening();
+  }
+
+  #seconds(): number {
+    return (performance.now() - this.#started) / 1000;
   }
 }
 

@@ -14,6 +14,21 @@ export interface TemplateValues {
 const placeholder = /\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}/g;
 const wholePlaceholder = /^\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}$/;
 
+const anyPlaceholder = new RegExp(placeholder.source);
+
+/**
+ * hasPlaceholders says whether `template` (a text, or a body template as {@link renderBody}
+ * reads it) names a value: when it does not, it renders the same whatever the values.
+ */
+export function hasPlaceholders(template: unknown): boolean {
+  if (typeof template === 'string') return anyPlaceholder.test(template);
+  if (Array.isArray(template)) return template.some(hasPlaceholders);
+  if (typeof template === 'object' && template !== null) {
+    return Object.values(template).some(hasPlaceholders);
+  }
+  return false;
+}
+
 /** placeholderNames lists the `{{name}}`s of `text`. */
 export function placeholderNames(text: string): string[] {
   return [...text.matchAll(placeholder)].map((match) => match[1] ?? '');

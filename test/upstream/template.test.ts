@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { renderBody, renderText, type TemplateValues } from '../../src/upstream/template.js';
+import {
+  hasPlaceholders,
+  renderBody,
+  renderText,
+  type TemplateValues,
+} from '../../src/upstream/template.js';
 
 const values: TemplateValues = {
   order: {
@@ -60,5 +65,19 @@ describe('renderText', () => {
     expect(renderText('[{{details.address}}][{{details.none}}]', values, (text) => text)).toBe(
       '[{"street":"Main St 1","floor":3}][]',
     );
+  });
+});
+
+describe('hasPlaceholders', () => {
+  it('finds a placeholder in a text, or in any string of a body', () => {
+    expect(hasPlaceholders('http://h/charges/{{ step_key }}/refund')).toBe(true);
+    expect(hasPlaceholders({ a: [1, { b: 'x {{amount}}' }] })).toBe(true);
+  });
+
+  it('finds none where rendering reads no value', () => {
+    expect(hasPlaceholders('http://h/charges')).toBe(false);
+    expect(hasPlaceholders('{{ not a placeholder }}')).toBe(false);
+    expect(hasPlaceholders({ '{{amount}}': 1, list: [true, null, 'text'] })).toBe(false);
+    expect(hasPlaceholders(undefined)).toBe(false);
   });
 });
