@@ -30,6 +30,7 @@ const sectionNames = [
   'in-process',
   'soak',
   'latency',
+  'late',
   'memory',
   'recovery',
 ];

@@ -3,6 +3,7 @@ import { pathToFileURL } from 'node:url';
 import { admissionOracleBenchmark } from './admission-oracle.js';
 import { httpBenchmarks } from './http-load.js';
 import { inProcessBenchmarks } from './in-process.js';
+import { lateAnswersBenchmark } from './late-answers.js';
 import { latencyBenchmarks } from './latency.js';
 import { memoryBenchmarks } from './memory.js';
 import { overloadBenchmark } from './overload.js';
@@ -23,6 +24,7 @@ export const sections: Record<string, (options: { quick: boolean }) => Promise<R
   http: httpBenchmarks,
   upstreams: upstreamsBenchmarks,
   latency: latencyBenchmarks,
+  late: lateAnswersBenchmark,
   overload: overloadBenchmark,
   admission: admissionOracleBenchmark,
   memory: memoryBenchmarks,
