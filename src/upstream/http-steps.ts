@@ -114,8 +114,9 @@ export function httpSteps(options: HttpStepsOptions): Step<Order>[] {
           throw new OrderError('timeout', kindMessage('timeout'));
         }
         let failure: TransientFailure;
+        const attemptMs = Math.min(plan.timeoutMs, leftMs);
         try {
-          const status = await attemptOnce(values, cancel, Math.min(plan.timeoutMs, leftMs), trace);
+          const status = await attemptOnce(values, cancel, attemptMs, trace);
           if (plan.success.has(status)) return;
           const refusal = plan.refusals.get(status);
           if (refusal !== undefined) throw new OrderError(refusal, kindMessage(refusal));
@@ -131,6 +132,11 @@ export function httpSteps(options: HttpStepsOptions): Step<Order>[] {
             });
           }
           if (!(error instanceof TransientFailure)) throw error;
+          // The order's deadline, not the step's own timeout, cut this attempt off: the order
+          // timed out, whichever of the two timers fired first.
+          if (error instanceof AttemptTimedOut && attemptMs < plan.timeoutMs) {
+            throw new OrderError('timeout', kindMessage('timeout'), { cause: error });
+          }
           failure = error;
         }
         // Built only when thrown: an error captures a stack, and most failures are retried.
@@ -197,6 +203,11 @@ export function httpSteps(options: HttpStepsOptions): Step<Order>[] {
       },
     };
   });
+}
+
+/** AttemptTimedOut is an attempt that had no answer within its timeout. */
+class AttemptTimedOut extends TransientFailure {
+  override readonly name = 'AttemptTimedOut';
 }
 
 /**
@@ -388,7 +399,7 @@ class Exchange implements Dispatcher.DispatchHandler {
       timeoutMs === Infinity
         ? undefined
         : setTimeout(() => {
-            this.#abort(new TransientFailure(`no answer within ${Math.round(timeoutMs)} ms`));
+            this.#abort(new AttemptTimedOut(`no answer within ${Math.round(timeoutMs)} ms`));
           }, timeoutMs);
     this.#stopListening = cancel.onAbort((reason) => {
       this.#abort(new AbortedInFlight(reason));

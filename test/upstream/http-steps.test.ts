@@ -316,6 +316,31 @@ describe('an HTTP step', () => {
     expect(cancel.listenerCount).toBe(0);
   });
 
+  it('an attempt the deadline cut short fails the step as a timeout, not as unavailable', async () => {
+    const socket = new Promise<void>((resolve) => {
+      handle = (request) => {
+        request.socket.once('close', resolve);
+        // Never answered.
+      };
+    });
+    const step = stepOf({
+      name: 'payment',
+      request: { url: `${origin}/charges`, body: { amount: '{{amount}}' } },
+      timeout_ms: 5000,
+      retry: { attempts: 3, initial_delay_ms: 1, jitter: false },
+    });
+    const cancel = new CancelSource();
+    // No order timer here: only the attempt's own timer, cut to the 150 ms left, can end it.
+    const failure = await failureOf(
+      step.run({ ...order, deadlineAt: Date.now() + 150 }, cancel, info),
+    );
+    expect(failure.kind).toBe('timeout');
+    expect(failure.cause).toMatch(/^no answer within 1\d\d ms$/);
+    expect(seenKeys).toStrictEqual(['run-1:payment']);
+    await within(socket, 2000, 'the socket closed');
+    expect(cancel.listenerCount).toBe(0);
+  });
+
   it('no connection is no answer: retried, then unavailable', async () => {
     const closedServer = createServer();
     await new Promise<void>((resolve) => closedServer.listen(0, '127.0.0.1', resolve));
