@@ -253,6 +253,9 @@ async function openCourierPool(config: Config): Promise<CourierPool> {
   return { pool, ready: () => pool.ready, close: () => pool.close() };
 }
 
+/** The simulated pipeline's steps: payment, vendor notification, courier assignment. */
+const simulatedStepCount = 3;
+
 /**
  * shutdownLimitMs is how long a shutdown may take before the process exits anyway: the drain,
  * then the grace of steps that ignore the abort, the compensations under way (one attempt
@@ -287,7 +290,9 @@ async function main(log: ProcessLog): Promise<void> {
   }
   logger.level = config.logLevel;
   if (config.workers > 1 && cluster.isPrimary) {
-    superviseWorkers(config.workers, log);
+    // Each worker ends its own shutdown within its limit; the primary waits 5 s more for them.
+    const stepCount = config.pipeline?.steps.length ?? simulatedStepCount;
+    superviseWorkers(config.workers, log, shutdownLimitMs(config, stepCount) + 5000);
     return;
   }
   const server = await startOrderServer(config, logger);
@@ -352,9 +357,10 @@ function onStopSignals(
  * listened yet: a worker that cannot start (its own log line says why) would be replaced by
  * one failing the same way, for ever, so the primary stops every worker and exits 1. On
  * SIGTERM or SIGINT each worker is told to drain, and the primary exits 0 once all have
- * exited (1 on a second signal, see {@link onStopSignals}).
+ * exited (1 on a second signal, see {@link onStopSignals}); a worker still running
+ * `limitMs` after the signal is killed (SIGKILL) and the primary exits 1.
  */
-function superviseWorkers(count: number, log: ProcessLog): void {
+function superviseWorkers(count: number, log: ProcessLog, limitMs: number): void {
   const { logger } = log;
   let stopping = false;
   let exitCode = 0;
@@ -391,6 +397,11 @@ function superviseWorkers(count: number, log: ProcessLog): void {
       stopping = true;
       logger.info({ signal }, 'shutting down: each worker drains');
       stopWorkers();
+      setTimeout(() => {
+        logger.error({ limit_ms: limitMs }, 'workers not stopped in time: killing them');
+        for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGKILL');
+        log.exit(1);
+      }, limitMs).unref();
     },
     (signal) => {
       logger.warn({ signal }, 'second signal: exiting at once');
