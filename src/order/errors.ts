@@ -36,16 +36,29 @@ export const ranKinds = [
   'unavailable',
 ] as const satisfies readonly ErrorKind[];
 
+/** OrderErrorOptions are an error's `cause` and what a failed step may have left behind. */
+export interface OrderErrorOptions extends ErrorOptions {
+  /**
+   * The step failed, but its effect may have happened: it sent a request that was never
+   * answered (a timeout, a connection lost after the request was written). The saga undoes
+   * such a step as it undoes one that completed; see {@link Step}.
+   */
+  readonly effectUnknown?: boolean | undefined;
+}
+
 /**
  * OrderError is a domain error: a kind, and a message that is safe to show a client.
  */
 export class OrderError extends Error {
   readonly kind: ErrorKind;
+  /** Whether the failed step's effect may have happened (see {@link OrderErrorOptions}). */
+  readonly effectUnknown: boolean;
 
-  constructor(kind: ErrorKind, message: string, options?: ErrorOptions) {
+  constructor(kind: ErrorKind, message: string, options?: OrderErrorOptions) {
     super(message, options);
     this.name = 'OrderError';
     this.kind = kind;
+    this.effectUnknown = options?.effectUnknown ?? false;
   }
 }
 

@@ -19,6 +19,11 @@ export interface StepResult {
   durationMs: number;
   /** For a failed step, the kind of its failure. */
   detail?: ErrorKind;
+  /**
+   * For a failed step, set when it failed with an {@link OrderError} whose `effectUnknown`
+   * says its effect may have happened: the saga undoes it.
+   */
+  effectUnknown?: true;
 }
 
 /** OrderOutcome is the result of one order: every step in registration order. */
@@ -259,6 +264,7 @@ export class Pipeline<Order> {
     } else {
       slot.status = 'error';
       slot.detail = kindOf(error);
+      if (error instanceof OrderError && error.effectUnknown) slot.effectUnknown = true;
     }
     slot.durationMs = this.#now() - startedAt;
     // Only an aborted order can have abandoned steps: the happy path reads one field.

@@ -36,6 +36,12 @@ export interface HttpStepsOptions {
 const minAttemptMs = 20;
 
 /**
+ * An attempt that the order's deadline cuts short is aborted by the order's cancellation;
+ * its own timer fires this long after the deadline, for a step run without one.
+ */
+const deadlineBackstopMs = 50;
+
+/**
  * httpSteps builds one step per step of the pipeline file, each calling its upstream over
  * HTTP. A step's `run`:
  * - sends its request with `Idempotency-Key: <run id>:<step>` (the ledger's run id, the same
@@ -43,15 +49,20 @@ const minAttemptMs = 20;
  *   is on, `traceparent`;
  * - retries transient failures (transient statuses, no answer, the attempt's timeout) with
  *   exponential backoff and jitter, honouring `Retry-After`, while attempts remain and the
- *   next one can start before the order's deadline (`minAttemptMs` left); each attempt's
- *   timeout is the smaller of its own and the time left; then fails with its unavailable kind;
+ *   next one can start before the order's deadline (`minAttemptMs` left); then fails with its
+ *   unavailable kind. An attempt gets its own timeout, or, when less time is left, is left to
+ *   the order's deadline to abort (see below), its own timer then set {@link deadlineBackstopMs}
+ *   past the deadline for a step run without one, where it fails the step as `timeout`;
+ * - when it fails after a request that was written and never answered, its effect may have
+ *   happened: it fails with `effectUnknown` set, and the saga undoes it all the same;
  * - fails at once, never retried, with the kind of a refusal status (402 → `payment_declined`),
  *   with `internal` for a status the file does not classify, and with its unavailable kind
  *   while the upstream's breaker is open (or half-open, its probe in flight);
  * - on the order's cancellation aborts the request in flight, which closes its socket, and
  *   resolves: the upstream may have applied it, so the step counts as done and the saga undoes
  *   it (an undo answered "nothing to undo" counts as done). Aborted between attempts, or
- *   before its first request, it rejects with `cancel.reason`.
+ *   before its first request, it rejects with `cancel.reason`, or resolves if an earlier
+ *   attempt went unanswered.
  * A step with a compensation request gets `compensate`: one request per attempt, keyed
  * `<run id>:<step>:undo`; success, or a "nothing to undo" status (404, 410), resolves; anything
  * else rejects, and the saga retries it.
@@ -108,13 +119,16 @@ export function httpSteps(options: HttpStepsOptions): Step<Order>[] {
       const deadlineAt = order.deadlineAt ?? Infinity;
       const { retry } = plan;
       let delayMs = retry.initialDelayMs;
+      // Set once an attempt was written and went unanswered: the upstream may have applied it.
+      let effectUnknown = false;
       for (let attempt = 1; ; attempt++) {
         const leftMs = deadlineAt - Date.now();
         if (leftMs < minAttemptMs) {
-          throw new OrderError('timeout', kindMessage('timeout'));
+          throw new OrderError('timeout', kindMessage('timeout'), { effectUnknown });
         }
         let failure: TransientFailure;
-        const attemptMs = Math.min(plan.timeoutMs, leftMs);
+        const cutByDeadline = leftMs <= plan.timeoutMs;
+        const attemptMs = cutByDeadline ? leftMs + deadlineBackstopMs : plan.timeoutMs;
         try {
           const status = await attemptOnce(values, cancel, attemptMs, trace);
           if (plan.success.has(status)) return;
@@ -125,17 +139,25 @@ export function httpSteps(options: HttpStepsOptions): Step<Order>[] {
           // The upstream may have applied a request it was answering when the order aborted:
           // report it done, so that the saga undoes it (an undo of nothing is harmless).
           if (error instanceof AbortedInFlight) return;
-          if (cancel.aborted) throw cancel.reason;
+          if (cancel.aborted) {
+            if (effectUnknown) return;
+            throw cancel.reason;
+          }
           if (error instanceof BrokenCircuitError) {
             throw new OrderError(plan.unavailableKind, kindMessage(plan.unavailableKind), {
               cause: error,
+              effectUnknown,
             });
           }
           if (!(error instanceof TransientFailure)) throw error;
-          // The order's deadline, not the step's own timeout, cut this attempt off: the order
-          // timed out, whichever of the two timers fired first.
-          if (error instanceof AttemptTimedOut && attemptMs < plan.timeoutMs) {
-            throw new OrderError('timeout', kindMessage('timeout'), { cause: error });
+          if (error.unanswered) effectUnknown = true;
+          // Past the order's deadline, and nothing aborted the attempt (a step run without a
+          // deadline of its own): the order timed out.
+          if (error instanceof AttemptTimedOut && cutByDeadline) {
+            throw new OrderError('timeout', kindMessage('timeout'), {
+              cause: error,
+              effectUnknown,
+            });
           }
           failure = error;
         }
@@ -143,6 +165,7 @@ export function httpSteps(options: HttpStepsOptions): Step<Order>[] {
         const unavailable = (): OrderError =>
           new OrderError(plan.unavailableKind, kindMessage(plan.unavailableKind), {
             cause: failure,
+            effectUnknown,
           });
         if (attempt >= retry.attempts) throw unavailable();
         const backoffMs = retry.jitter ? delayMs * (0.5 + random() / 2) : delayMs;
@@ -153,7 +176,13 @@ export function httpSteps(options: HttpStepsOptions): Step<Order>[] {
         // A retry that could not start before the deadline is not waited for.
         if (Date.now() + waitMs + minAttemptMs > deadlineAt) throw unavailable();
         upstreams.metrics?.recordRetry(plan.upstream);
-        await sleep(waitMs, cancel);
+        try {
+          await sleep(waitMs, cancel);
+        } catch (error) {
+          // Aborted between attempts after one went unanswered: report it done, to be undone.
+          if (effectUnknown) return;
+          throw error;
+        }
         delayMs = Math.min(delayMs * retry.factor, retry.maxDelayMs);
       }
     };
@@ -456,8 +485,18 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#settle();
     this.#metrics?.recordRequest(this.#upstream, undefined, this.#seconds());
     const abortedWith = this.#abortedWith;
-    if (abortedWith instanceof AbortedInFlight) this.#metrics?.recordAbort(this.#upstream);
-    this.#reject(abortedWith ?? new TransientFailure(`no answer: ${messageOf(error)}`));
+    if (abortedWith instanceof AbortedInFlight) {
+      this.#metrics?.recordAbort(this.#upstream);
+      this.#reject(abortedWith);
+      return;
+    }
+    // Handed to a connection (onRequestStart), the request was written or being written.
+    const sent = this.#controller !== undefined;
+    this.#reject(
+      abortedWith instanceof AttemptTimedOut
+        ? new AttemptTimedOut(abortedWith.message, undefined, sent)
+        : new TransientFailure(`no answer: ${messageOf(error)}`, undefined, sent),
+    );
   }
 
   #abort(failure: Error): void {

@@ -19,6 +19,11 @@ export class TransientFailure extends Error {
     message: string,
     /** From the answer's `Retry-After`, when it had one. */
     readonly retryAfterMs?: number | undefined,
+    /**
+     * The request was written and no whole answer came back (a timeout, a connection lost):
+     * the upstream may have applied it.
+     */
+    readonly unanswered = false,
   ) {
     super(message);
     this.name = 'TransientFailure';

@@ -192,6 +192,38 @@ describe('OrderService.submit', () => {
     expect(answer.retryAfterSeconds).toBe(3);
   });
 
+  it('undoes a failed step whose effect may have happened, and only that one', async () => {
+    const undone: string[] = [];
+    const undoable = (name: string, run: Step<Order>['run']): Step<Order> => ({
+      name,
+      run,
+      compensate: () => {
+        undone.push(name);
+        return Promise.resolve();
+      },
+    });
+    const made = service({
+      steps: () => [
+        // Its request went unanswered: the upstream may have applied it.
+        undoable('payment', () =>
+          Promise.reject(
+            new OrderError('unavailable', 'payment unavailable', { effectUnknown: true }),
+          ),
+        ),
+        // Refused: nothing was applied.
+        undoable('vendor', () =>
+          Promise.reject(new OrderError('vendor_unavailable', 'vendor unavailable')),
+        ),
+      ],
+    });
+    const answer = await made.submit({ order });
+    expect(answer.error?.kind).toMatch(/^(unavailable|vendor_unavailable)$/);
+    await expect
+      .poll(async () => (await made.recordedRun('o1'))?.compensations.map((c) => c.status))
+      .toStrictEqual(['compensated', 'not_needed']);
+    expect(undone).toStrictEqual(['payment']);
+  });
+
   it.each(['memory', 'sqlite'] as const)(
     'hands what a step threw to its caller as the error cause, and records only the kind (%s)',
     async (storeKind) => {

@@ -95,14 +95,20 @@ async function within<T>(promise: Promise<T>, ms: number, what: string): Promise
   }
 }
 
-/** failureOf is what `running` rejected with: an OrderError, with its cause's message. */
-async function failureOf(running: Promise<unknown>): Promise<{ kind: string; cause: string }> {
+/** orderErrorOf is the OrderError `running` rejected with, its cause's message beside it. */
+async function orderErrorOf(
+  running: Promise<unknown>,
+): Promise<{ kind: string; cause: string; effectUnknown: boolean }> {
   try {
     await running;
   } catch (error) {
     if (!(error instanceof OrderError)) throw error;
     const { cause } = error;
-    return { kind: error.kind, cause: cause instanceof Error ? cause.message : String(cause) };
+    return {
+      kind: error.kind,
+      cause: cause instanceof Error ? cause.message : String(cause),
+      effectUnknown: error.effectUnknown,
+    };
   }
   throw new Error('resolved');
 }
@@ -121,6 +127,44 @@ describe('an HTTP step', () => {
     const cancel = new CancelSource();
     await step.run(order, cancel, info);
     expect(seenKeys).toStrictEqual(['run-1:payment', 'run-1:payment']);
+    expect(cancel.listenerCount).toBe(0);
+  });
+
+  it('fails unavailable once its attempts are answered 503; answered, nothing is left to undo', async () => {
+    handle = (_request, response) => {
+      response.statusCode = 503;
+      response.end();
+    };
+    const failure = await orderErrorOf(paymentStep().run(order, new CancelSource(), info));
+    expect(failure).toMatchObject({ kind: 'unavailable', effectUnknown: false });
+    expect(seenKeys).toStrictEqual(['run-1:payment', 'run-1:payment', 'run-1:payment']);
+  });
+
+  it('aborted between attempts after one went unanswered, it resolves: done, to be undone', async () => {
+    let calls = 0;
+    let firstClosed: Promise<void> | undefined;
+    handle = (request, response) => {
+      // The first attempt is never answered; a second would be.
+      if (++calls === 1) {
+        firstClosed = new Promise((resolve) => request.socket.once('close', resolve));
+      } else {
+        response.end();
+      }
+    };
+    const step = stepOf({
+      name: 'payment',
+      request: { url: `${origin}/charges`, body: { amount: '{{amount}}' } },
+      timeout_ms: 50,
+      retry: { attempts: 3, initial_delay_ms: 10_000, jitter: false },
+    });
+    const cancel = new CancelSource();
+    const running = step.run(order, cancel, info);
+    // The first attempt timed out (its socket closed): the step now waits 10 s to retry.
+    await expect.poll(() => firstClosed).toBeDefined();
+    await firstClosed;
+    cancel.abort(new Error('order aborted'));
+    await expect(within(running, 2000, 'the step settled')).resolves.toBeUndefined();
+    expect(calls).toBe(1);
     expect(cancel.listenerCount).toBe(0);
   });
 
@@ -307,9 +351,11 @@ describe('an HTTP step', () => {
       retry: { attempts: 2, initial_delay_ms: 1, jitter: false },
     });
     const cancel = new CancelSource();
-    expect(await failureOf(step.run(order, cancel, info))).toStrictEqual({
+    expect(await orderErrorOf(step.run(order, cancel, info))).toStrictEqual({
       kind: 'unavailable',
       cause: 'no answer within 100 ms',
+      // Its attempts were written and never answered: either may have been applied.
+      effectUnknown: true,
     });
     expect(seenKeys).toStrictEqual(['run-1:payment', 'run-1:payment']);
     await within(Promise.all(sockets), 2000, 'both sockets closed');
@@ -330,12 +376,14 @@ describe('an HTTP step', () => {
       retry: { attempts: 3, initial_delay_ms: 1, jitter: false },
     });
     const cancel = new CancelSource();
-    // No order timer here: only the attempt's own timer, cut to the 150 ms left, can end it.
-    const failure = await failureOf(
+    // No order timer here: only the attempt's own timer, set just past the deadline, ends it.
+    const failure = await orderErrorOf(
       step.run({ ...order, deadlineAt: Date.now() + 150 }, cancel, info),
     );
     expect(failure.kind).toBe('timeout');
-    expect(failure.cause).toMatch(/^no answer within 1\d\d ms$/);
+    expect(failure.cause).toMatch(/^no answer within \d+ ms$/);
+    // Written and never answered: it may have been applied, and is to be undone.
+    expect(failure.effectUnknown).toBe(true);
     expect(seenKeys).toStrictEqual(['run-1:payment']);
     await within(socket, 2000, 'the socket closed');
     expect(cancel.listenerCount).toBe(0);
@@ -352,9 +400,11 @@ describe('an HTTP step', () => {
       retry: { attempts: 2, initial_delay_ms: 1, jitter: false },
     });
     const cancel = new CancelSource();
-    const failure = await failureOf(step.run(order, cancel, info));
+    const failure = await orderErrorOf(step.run(order, cancel, info));
     expect(failure.kind).toBe('unavailable');
     expect(failure.cause).toMatch(/^no answer: /);
+    // Never written: nothing can have been applied.
+    expect(failure.effectUnknown).toBe(false);
     expect(cancel.listenerCount).toBe(0);
   });
 
