@@ -170,7 +170,8 @@ export async function measured(
   return load(url, connections, seconds, shape);
 }
 
-function details(run: Load): string {
+/** details formats a load's latencies and its answers that were not 2xx. */
+export function details(run: Load): string {
   const bad = run.non2xx + run.errors;
   const breakdown =
     bad === 0

@@ -23,6 +23,7 @@ const only = args
   .split(',');
 const sectionNames = [
   'http',
+  'cpu',
   'upstreams',
   'overload',
   'admission',

@@ -58,12 +58,15 @@ export async function metrics(server: BenchServer): Promise<(name: string) => nu
  */
 export async function startServer(
   env: Record<string, string | undefined>,
-  options: { pin?: boolean } = {},
+  options: { pin?: boolean; nodeFlags?: readonly string[] } = {},
 ): Promise<BenchServer> {
   const port = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'order-pipeline-bench-data-'));
   // BENCH_SERVER_NODE_FLAGS passes flags to the server's node, e.g. `--cpu-prof` or `--trace-gc`.
-  const nodeFlags = (process.env['BENCH_SERVER_NODE_FLAGS'] ?? '').split(' ').filter(Boolean);
+  const nodeFlags = [
+    ...(process.env['BENCH_SERVER_NODE_FLAGS'] ?? '').split(' ').filter(Boolean),
+    ...(options.nodeFlags ?? []),
+  ];
   // BENCH_SERVER_STDOUT names a file for the server's standard output (its log, `--trace-gc`).
   const stdoutFile = process.env['BENCH_SERVER_STDOUT'];
   const stdout = stdoutFile === undefined ? 'ignore' : openSync(stdoutFile, 'a');
@@ -150,14 +153,16 @@ function readRss(pid: number): number {
 /** Clock ticks per second of /proc's CPU times: 100 on Linux (`getconf CLK_TCK`). */
 const clockTicks = 100;
 
-function readCpuSeconds(pid: number): number {
+/** readCpuSeconds reads process `pid`'s CPU time so far (user + system, every thread). */
+export function readCpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // The fields after the command name, which is in parentheses and may contain spaces.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / clockTicks;
 }
 
-function freePort(): Promise<number> {
+/** freePort is a port of 127.0.0.1 free a moment ago. */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const probe = net.createServer();
     probe.once('error', reject);

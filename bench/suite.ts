@@ -1,6 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { admissionOracleBenchmark } from './admission-oracle.js';
+import { cpuBudgetBenchmark } from './cpu-budget.js';
 import { httpBenchmarks } from './http-load.js';
 import { inProcessBenchmarks } from './in-process.js';
 import { lateAnswersBenchmark } from './late-answers.js';
@@ -22,6 +23,7 @@ export const sections: Record<string, (options: { quick: boolean }) => Promise<R
   'in-process': inProcessBenchmarks,
   soak: soakBenchmark,
   http: httpBenchmarks,
+  cpu: cpuBudgetBenchmark,
   upstreams: upstreamsBenchmarks,
   latency: latencyBenchmarks,
   late: lateAnswersBenchmark,
