@@ -70,8 +70,9 @@ export class Compensator {
   /**
    * plan lists the compensation of every step of a failed order, in registration order: a
    * step that may have left an effect (see {@link needsCompensation}, and a failed step whose
-   * `effectUnknown` is set) and can be undone is `pending`, the others are `not_needed`. The pending ones are due after {@link claimWindowMs}: the caller runs them
-   * at once with {@link compensate}, and only if it dies are they left to another sweep.
+   * `effectUnknown` is set) and can be undone is `pending`, the others are `not_needed`. The
+   * pending ones are due after {@link claimWindowMs}: the caller runs them at once with
+   * {@link compensate}, and only if it dies are they left to another sweep.
    */
   plan(
     steps: readonly (Pick<RecordedStep, 'name' | 'status'> & { readonly effectUnknown?: true })[],
