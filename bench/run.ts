@@ -25,6 +25,7 @@ const sectionNames = [
   'http',
   'cpu',
   'upstreams',
+  'chaos',
   'overload',
   'admission',
   'scale-out',

@@ -20,6 +20,8 @@ export interface BenchServer {
   cpuSeconds(): number;
   /** stop sends SIGTERM and resolves once the child has exited. */
   stop(): Promise<void>;
+  /** kill sends SIGKILL (a crash) and resolves once the child has exited. */
+  kill(): Promise<void>;
 }
 
 /**
@@ -108,6 +110,11 @@ export async function startServer(
       const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
       await exited;
       clearTimeout(killer);
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+    kill: async () => {
+      child.kill('SIGKILL');
+      await exited;
       rmSync(dataDir, { recursive: true, force: true });
     },
   };

@@ -1,6 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { admissionOracleBenchmark } from './admission-oracle.js';
+import { chaosBenchmark } from './chaos.js';
 import { cpuBudgetBenchmark } from './cpu-budget.js';
 import { httpBenchmarks } from './http-load.js';
 import { inProcessBenchmarks } from './in-process.js';
@@ -25,6 +26,7 @@ export const sections: Record<string, (options: { quick: boolean }) => Promise<R
   http: httpBenchmarks,
   cpu: cpuBudgetBenchmark,
   upstreams: upstreamsBenchmarks,
+  chaos: chaosBenchmark,
   latency: latencyBenchmarks,
   late: lateAnswersBenchmark,
   overload: overloadBenchmark,

@@ -27,7 +27,7 @@ import { post, startServer, type BenchServer } from './server-process.js';
 const upstreamsEntry = fileURLToPath(
   new URL('../upstreams/reference-upstreams.js', import.meta.url),
 );
-const pipelineFile = fileURLToPath(new URL('../../examples/pipeline.json', import.meta.url));
+export const pipelineFile = fileURLToPath(new URL('../../examples/pipeline.json', import.meta.url));
 
 type UpstreamName = 'payment' | 'vendor' | 'courier';
 const upstreamNames: readonly UpstreamName[] = ['payment', 'vendor', 'courier'];
@@ -42,15 +42,23 @@ interface SeenRequest {
   readonly closedAt?: number;
 }
 
-interface UpstreamsProcess {
+/** What an upstream applied, as its ledger shows it; the payment's sums too. */
+export interface AppliedEffects {
+  readonly effects: readonly { readonly key: string; readonly amount: number }[];
+  readonly charged?: number;
+  readonly refunded?: number;
+}
+
+export interface UpstreamsProcess {
   readonly urls: Readonly<Record<UpstreamName, string>>;
   control(name: UpstreamName, behaviour: Record<string, number>): Promise<void>;
   requests(name: UpstreamName): Promise<SeenRequest[]>;
+  effects(name: UpstreamName): Promise<AppliedEffects>;
   stop(): Promise<void>;
 }
 
 /** startUpstreams spawns the reference upstreams on free ports, answering in `latencyMs`. */
-async function startUpstreams(latencyMs: number): Promise<UpstreamsProcess> {
+export async function startUpstreams(latencyMs: number): Promise<UpstreamsProcess> {
   const [file, args] = pinnedOff(['node', upstreamsEntry]);
   const child = spawn(file, args, {
     env: {
@@ -89,6 +97,8 @@ async function startUpstreams(latencyMs: number): Promise<UpstreamsProcess> {
       };
       return ledger.requests;
     },
+    effects: async (name) =>
+      JSON.parse(await send(`${urls[name]}/ledger`, 'GET')) as AppliedEffects,
     stop: async () => {
       child.kill('SIGTERM');
       await exited;
