@@ -365,6 +365,7 @@ function superviseWorkers(count: number, log: ProcessLog, limitMs: number): void
   let stopping = false;
   let exitCode = 0;
   let listened = false;
+  let limit: NodeJS.Timeout | undefined;
   const stopWorkers = (): void => {
     for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGTERM');
   };
@@ -380,6 +381,7 @@ function superviseWorkers(count: number, log: ProcessLog, limitMs: number): void
     }
     if (stopping) {
       if (Object.keys(cluster.workers ?? {}).length === 0) {
+        clearTimeout(limit);
         if (exitCode === 0) logger.info('every worker has exited');
         log.exit(exitCode);
       }
@@ -397,7 +399,7 @@ function superviseWorkers(count: number, log: ProcessLog, limitMs: number): void
       stopping = true;
       logger.info({ signal }, 'shutting down: each worker drains');
       stopWorkers();
-      setTimeout(() => {
+      limit = setTimeout(() => {
         logger.error({ limit_ms: limitMs }, 'workers not stopped in time: killing them');
         for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGKILL');
         log.exit(1);

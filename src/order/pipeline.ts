@@ -20,8 +20,8 @@ export interface StepResult {
   /** For a failed step, the kind of its failure. */
   detail?: ErrorKind;
   /**
-   * For a failed step, set when it failed with an {@link OrderError} whose `effectUnknown`
-   * says its effect may have happened: the saga undoes it.
+   * For a failed or canceled step, set when it rejected with an {@link OrderError} whose
+   * `effectUnknown` says its effect may have happened: the saga undoes it.
    */
   effectUnknown?: true;
 }
@@ -264,8 +264,9 @@ export class Pipeline<Order> {
     } else {
       slot.status = 'error';
       slot.detail = kindOf(error);
-      if (error instanceof OrderError && error.effectUnknown) slot.effectUnknown = true;
     }
+    // Failed or stopped, a step that cannot tell whether its effect happened is undone.
+    if (failed && error instanceof OrderError && error.effectUnknown) slot.effectUnknown = true;
     slot.durationMs = this.#now() - startedAt;
     // Only an aborted order can have abandoned steps: the happy path reads one field.
     if (cancel.aborted && abandonedSlots.delete(slot)) this.#tracker?.leaveAbandoned();

@@ -17,8 +17,8 @@ import type { Cancellation } from '../core/cancellation.js';
  * (`error`, `canceled`) has left no committed effect, so it is never compensated; a step
  * that resolved (`ok`) has committed its effect and is compensated, and so is a step whose
  * outcome is unknown (still `running` when its process died, `abandoned` after ignoring
- * the abort, or failed with an `OrderError` whose `effectUnknown` is set: a step that cannot
- * tell whether its last request was applied says so, and fails all the same).
+ * the abort, or rejected with an `OrderError` whose `effectUnknown` is set: a step that cannot
+ * tell whether a request it made was applied says so, and fails all the same).
  */
 export interface Step<Order> {
   readonly name: string;

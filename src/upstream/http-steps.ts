@@ -132,13 +132,20 @@ export function httpSteps(options: HttpStepsOptions): Step<Order>[] {
         try {
           const status = await attemptOnce(values, cancel, attemptMs, trace);
           if (plan.success.has(status)) return;
+          // An earlier attempt that went unanswered may still be applied: this answer, to
+          // another attempt, does not say it was not.
           const refusal = plan.refusals.get(status);
-          if (refusal !== undefined) throw new OrderError(refusal, kindMessage(refusal));
-          throw new OrderError('internal', `${plan.upstream} answered ${status}`);
+          if (refusal !== undefined) {
+            throw new OrderError(refusal, kindMessage(refusal), { effectUnknown });
+          }
+          throw new OrderError('internal', `${plan.upstream} answered ${status}`, {
+            effectUnknown,
+          });
         } catch (error) {
           // The upstream may have applied a request it was answering when the order aborted:
           // report it done, so that the saga undoes it (an undo of nothing is harmless).
           if (error instanceof AbortedInFlight) return;
+          if (error instanceof TransientFailure && error.unanswered) effectUnknown = true;
           if (cancel.aborted) {
             if (effectUnknown) return;
             throw cancel.reason;
@@ -150,7 +157,6 @@ export function httpSteps(options: HttpStepsOptions): Step<Order>[] {
             });
           }
           if (!(error instanceof TransientFailure)) throw error;
-          if (error.unanswered) effectUnknown = true;
           // Past the order's deadline, and nothing aborted the attempt (a step run without a
           // deadline of its own): the order timed out.
           if (error instanceof AttemptTimedOut && cutByDeadline) {
@@ -173,14 +179,17 @@ export function httpSteps(options: HttpStepsOptions): Step<Order>[] {
           retry.honourRetryAfter && failure.retryAfterMs !== undefined
             ? Math.max(backoffMs, failure.retryAfterMs)
             : backoffMs;
-        // A retry that could not start before the deadline is not waited for.
-        if (Date.now() + waitMs + minAttemptMs > deadlineAt) throw unavailable();
+        // A retry that could not start before the deadline (or ever) is not waited for.
+        if (!Number.isFinite(waitMs) || Date.now() + waitMs + minAttemptMs > deadlineAt) {
+          throw unavailable();
+        }
         upstreams.metrics?.recordRetry(plan.upstream);
         try {
           await sleep(waitMs, cancel);
         } catch (error) {
-          // Aborted between attempts after one went unanswered: report it done, to be undone.
-          if (effectUnknown) return;
+          // Aborted between attempts (sleep rejects with the abort's reason) after one went
+          // unanswered: report it done, to be undone.
+          if (effectUnknown && error === cancel.reason) return;
           throw error;
         }
         delayMs = Math.min(delayMs * retry.factor, retry.maxDelayMs);

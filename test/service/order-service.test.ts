@@ -224,6 +224,38 @@ describe('OrderService.submit', () => {
     expect(undone).toStrictEqual(['payment']);
   });
 
+  it('undoes a step whose effect may have happened when it rejects after a sibling failed', async () => {
+    const undone: string[] = [];
+    const made = service({
+      steps: () => [
+        {
+          name: 'payment',
+          // Stopped by the vendor's failure, it cannot tell whether its request was applied.
+          run: (_order, cancel) =>
+            new Promise((_resolve, reject) => {
+              cancel.onAbort(() => {
+                reject(new OrderError('unavailable', 'payment unknown', { effectUnknown: true }));
+              });
+            }),
+          compensate: () => {
+            undone.push('payment');
+            return Promise.resolve();
+          },
+        },
+        step('vendor', () =>
+          Promise.reject(new OrderError('vendor_unavailable', 'vendor unavailable')),
+        ),
+      ],
+    });
+    const answer = await made.submit({ order });
+    expect(answer.error?.kind).toBe('vendor_unavailable');
+    expect(answer.outcome?.steps.map((s) => s.status)).toStrictEqual(['canceled', 'error']);
+    await expect
+      .poll(async () => (await made.recordedRun('o1'))?.compensations.map((c) => c.status))
+      .toStrictEqual(['compensated', 'not_needed']);
+    expect(undone).toStrictEqual(['payment']);
+  });
+
   it.each(['memory', 'sqlite'] as const)(
     'hands what a step threw to its caller as the error cause, and records only the kind (%s)',
     async (storeKind) => {

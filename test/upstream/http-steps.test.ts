@@ -168,6 +168,25 @@ describe('an HTTP step', () => {
     expect(cancel.listenerCount).toBe(0);
   });
 
+  it('a refusal after an unanswered attempt fails with its kind, the effect still unknown', async () => {
+    let calls = 0;
+    handle = (_request, response) => {
+      // The first attempt is never answered (it may be applied); the retry is refused.
+      if (++calls === 1) return;
+      response.statusCode = 402;
+      response.end();
+    };
+    const step = stepOf({
+      name: 'payment',
+      request: { url: `${origin}/charges`, body: { amount: '{{amount}}' } },
+      timeout_ms: 50,
+      retry: { attempts: 3, initial_delay_ms: 1, jitter: false },
+    });
+    const failure = await orderErrorOf(step.run(order, new CancelSource(), info));
+    expect(failure).toMatchObject({ kind: 'payment_declined', effectUnknown: true });
+    expect(calls).toBe(2);
+  });
+
   it('fails a refusal at once with its kind, never retried', async () => {
     handle = (_request, response) => {
       response.statusCode = 402;
