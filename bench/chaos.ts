@@ -93,6 +93,8 @@ export async function chaosBenchmark(options: { quick: boolean }): Promise<Row[]
   const dataDir = mkdtempSync(join(tmpdir(), 'order-pipeline-chaos-'));
   const upstreams: UpstreamsProcess = await startUpstreams(1);
   const servers: BenchServer[] = [];
+  // Set when the load is to stop: at its end, or when anything fails before it.
+  let stopped = false;
   try {
     await upstreams.control('payment', { fail_rate: 0.2, latency_ms: 20 });
     await upstreams.control('vendor', { fail_rate: 0.2, latency_ms: 10 });
@@ -112,7 +114,6 @@ export async function chaosBenchmark(options: { quick: boolean }): Promise<Row[]
     };
     let server = await start();
     const sent: Sent[] = [];
-    let stopped = false;
     const sending = sendOrders(
       () => server.url,
       () => stopped,
@@ -168,6 +169,7 @@ export async function chaosBenchmark(options: { quick: boolean }): Promise<Row[]
       }),
     ];
   } finally {
+    stopped = true;
     for (const server of servers) await server.stop().catch(() => undefined);
     await upstreams.stop();
     rmSync(dataDir, { recursive: true, force: true });
