@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { row, type Row } from './report.js';
+import { sendKeyedOrders, settledRun, type Sent } from './keyed-orders.js';
 import { startServer, type BenchServer } from './server-process.js';
 import { pipelineFile, startUpstreams, type UpstreamsProcess } from './upstreams.js';
 
@@ -17,71 +18,6 @@ import { pipelineFile, startUpstreams, type UpstreamsProcess } from './upstreams
  */
 
 const clients = 32;
-
-interface Sent {
-  readonly orderId: string;
-  readonly amount: number;
-}
-
-interface Recorded {
-  readonly state: string;
-  readonly status?: string;
-  readonly error?: { readonly kind: string };
-  readonly steps: readonly { readonly compensation: string; readonly needs_operator: boolean }[];
-}
-
-/** sendOrders keeps `clients` clients sending keyed orders to `url()` until `stopped()`. */
-async function sendOrders(url: () => string, stopped: () => boolean, sent: Sent[]): Promise<void> {
-  const client = async (c: number): Promise<void> => {
-    for (let i = 0; !stopped(); i++) {
-      const orderId = `chaos-${process.pid}-${c}-${i}`;
-      const amount = 1 + Math.floor(Math.random() * 999);
-      sent.push({ orderId, amount });
-      const controller = new AbortController();
-      const timer =
-        Math.random() < 0.1
-          ? setTimeout(() => {
-              controller.abort();
-            }, Math.random() * 60)
-          : undefined;
-      try {
-        const response = await fetch(`${url()}/order`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', 'idempotency-key': `key-${orderId}` },
-          body: JSON.stringify({ order_id: orderId, amount }),
-          signal: controller.signal,
-        });
-        await response.text();
-      } catch {
-        // Given up, or the service is down: the order may or may not have run.
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      } finally {
-        clearTimeout(timer);
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: clients }, (_, c) => client(c)));
-}
-
-/** settled is the run of `orderId` once finished with no compensation left to the retries. */
-async function settled(url: string, orderId: string, until: number): Promise<Recorded | undefined> {
-  for (;;) {
-    const response = await fetch(`${url}/order/${encodeURIComponent(orderId)}`);
-    if (response.status === 404) {
-      await response.body?.cancel();
-      return undefined;
-    }
-    const run = (await response.json()) as Recorded;
-    const open = run.steps.some(
-      (step) =>
-        step.compensation === 'pending' ||
-        (step.compensation === 'compensation_failed' && !step.needs_operator),
-    );
-    if (run.state === 'finished' && !open) return run;
-    if (performance.now() > until) throw new Error(`the run of ${orderId} did not settle`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 const pause = (ms: number): Promise<void> =>
   new Promise((resolve) => {
@@ -114,10 +50,12 @@ export async function chaosBenchmark(options: { quick: boolean }): Promise<Row[]
     };
     let server = await start();
     const sent: Sent[] = [];
-    const sending = sendOrders(
+    const sending = sendKeyedOrders(
       () => server.url,
+      clients,
       () => stopped,
       sent,
+      `chaos-${process.pid}`,
     );
     await pause(phaseMs / 2);
     // The vendor goes down for a second: its breaker opens, then closes again.
@@ -137,7 +75,7 @@ export async function chaosBenchmark(options: { quick: boolean }): Promise<Row[]
     let flagged = 0;
     const until = performance.now() + 60_000;
     for (const { orderId, amount } of sent) {
-      const run = await settled(server.url, orderId, until);
+      const run = await settledRun(server.url, orderId, until);
       const kind = run === undefined ? 'not recorded' : (run.error?.kind ?? 'ok');
       kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
       if (run?.status === 'ok') okAmounts += amount;

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { sendKeyedOrders, settledRun, type Sent } from '../../bench/keyed-orders.js';
 import { killServers, spawnServer, type ServerProcess } from './server-process.js';
 import {
   killUpstreams,
@@ -24,78 +25,6 @@ afterAll(async () => {
   rmSync(dataDir, { recursive: true, force: true });
 });
 
-interface Sent {
-  readonly orderId: string;
-  readonly amount: number;
-}
-
-/**
- * load sends keyed orders from `clients` concurrent clients to the port `port()` names until
- * `stop()`, a tenth of them given up by their client after a few milliseconds; connection
- * errors (the server being killed) are part of the chaos.
- */
-async function load(
-  port: () => number,
-  clients: number,
-  stop: () => boolean,
-  sent: Sent[],
-  prefix: string,
-): Promise<void> {
-  const client = async (c: number): Promise<void> => {
-    for (let i = 0; !stop(); i++) {
-      const orderId = `${prefix}-${c}-${i}`;
-      const amount = 1 + Math.floor(Math.random() * 999);
-      sent.push({ orderId, amount });
-      const controller = new AbortController();
-      const timer =
-        Math.random() < 0.1
-          ? setTimeout(() => {
-              controller.abort();
-            }, Math.random() * 60)
-          : undefined;
-      try {
-        const response = await fetch(`http://127.0.0.1:${port()}/order`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', 'idempotency-key': `key-${orderId}` },
-          body: JSON.stringify({ order_id: orderId, amount }),
-          signal: controller.signal,
-        });
-        await response.text();
-      } catch {
-        // Aborted by the client, or the server is down: the order may or may not have run.
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      } finally {
-        clearTimeout(timer);
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: clients }, (_, c) => client(c)));
-}
-
-interface Recorded {
-  state: string;
-  status: string;
-  error?: { kind: string };
-  steps: { compensation: string; needs_operator: boolean }[];
-}
-
-/** settledRun polls the recorded run of `orderId` until it has settled; undefined if never recorded. */
-async function settledRun(port: number, orderId: string): Promise<Recorded | undefined> {
-  for (let i = 0; i < 300; i++) {
-    const response = await fetch(`http://127.0.0.1:${port}/order/${orderId}`);
-    if (response.status === 404) return undefined;
-    const run = (await response.json()) as Recorded;
-    const open = run.steps.some(
-      (step) =>
-        step.compensation === 'pending' ||
-        (step.compensation === 'compensation_failed' && !step.needs_operator),
-    );
-    if (run.state === 'finished' && !open) return run;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`the run of ${orderId} did not settle`);
-}
-
 function started(env: Record<string, string>): ServerProcess {
   return spawnServer({ ...env, DATA_DIR: dataDir, COMPENSATION_RETRY_BASE_MS: '100' });
 }
@@ -112,8 +41,8 @@ describe('real upstreams under chaos', () => {
     let port = await first.listening();
     const sent: Sent[] = [];
     let stopping = false;
-    const running = load(
-      () => port,
+    const running = sendKeyedOrders(
+      () => `http://127.0.0.1:${port}`,
       8,
       () => stopping,
       sent,
@@ -132,7 +61,7 @@ describe('real upstreams under chaos', () => {
     let ok = 0;
     const kinds = new Map<string, number>();
     for (const { orderId, amount } of sent) {
-      const run = await settledRun(port, orderId);
+      const run = await settledRun(`http://127.0.0.1:${port}`, orderId, performance.now() + 30_000);
       const kind = run === undefined ? 'not recorded' : (run.error?.kind ?? 'ok');
       kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
       if (run?.status === 'ok') {
