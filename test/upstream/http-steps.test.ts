@@ -64,6 +64,22 @@ function paymentStep(connections = 4): Step<Order> {
   );
 }
 
+/**
+ * chargeStep is a payment step without compensation calling the test's upstream, each attempt
+ * timed out after `timeoutMs`, retried as `retry` says without jitter.
+ */
+function chargeStep(
+  timeoutMs: number,
+  retry: { attempts: number; initial_delay_ms: number },
+): Step<Order> {
+  return stepOf({
+    name: 'payment',
+    request: { url: `${origin}/charges`, body: { amount: '{{amount}}' } },
+    timeout_ms: timeoutMs,
+    retry: { ...retry, jitter: false },
+  });
+}
+
 /** stepOf is the step a pipeline file with the one step `spec` declares. */
 function stepOf(
   spec: Record<string, unknown>,
@@ -151,12 +167,7 @@ describe('an HTTP step', () => {
         response.end();
       }
     };
-    const step = stepOf({
-      name: 'payment',
-      request: { url: `${origin}/charges`, body: { amount: '{{amount}}' } },
-      timeout_ms: 50,
-      retry: { attempts: 3, initial_delay_ms: 10_000, jitter: false },
-    });
+    const step = chargeStep(50, { attempts: 3, initial_delay_ms: 10_000 });
     const cancel = new CancelSource();
     const running = step.run(order, cancel, info);
     // The first attempt timed out (its socket closed): the step now waits 10 s to retry.
@@ -176,12 +187,7 @@ describe('an HTTP step', () => {
       response.statusCode = 402;
       response.end();
     };
-    const step = stepOf({
-      name: 'payment',
-      request: { url: `${origin}/charges`, body: { amount: '{{amount}}' } },
-      timeout_ms: 50,
-      retry: { attempts: 3, initial_delay_ms: 1, jitter: false },
-    });
+    const step = chargeStep(50, { attempts: 3, initial_delay_ms: 1 });
     const failure = await orderErrorOf(step.run(order, new CancelSource(), info));
     expect(failure).toMatchObject({ kind: 'payment_declined', effectUnknown: true });
     expect(calls).toBe(2);
@@ -363,12 +369,7 @@ describe('an HTTP step', () => {
       sockets.push(new Promise((resolve) => request.socket.once('close', resolve)));
       // Never answered.
     };
-    const step = stepOf({
-      name: 'payment',
-      request: { url: `${origin}/charges`, body: { amount: '{{amount}}' } },
-      timeout_ms: 100,
-      retry: { attempts: 2, initial_delay_ms: 1, jitter: false },
-    });
+    const step = chargeStep(100, { attempts: 2, initial_delay_ms: 1 });
     const cancel = new CancelSource();
     expect(await orderErrorOf(step.run(order, cancel, info))).toStrictEqual({
       kind: 'unavailable',
@@ -388,12 +389,7 @@ describe('an HTTP step', () => {
         // Never answered.
       };
     });
-    const step = stepOf({
-      name: 'payment',
-      request: { url: `${origin}/charges`, body: { amount: '{{amount}}' } },
-      timeout_ms: 5000,
-      retry: { attempts: 3, initial_delay_ms: 1, jitter: false },
-    });
+    const step = chargeStep(5000, { attempts: 3, initial_delay_ms: 1 });
     const cancel = new CancelSource();
     // No order timer here: only the attempt's own timer, set just past the deadline, ends it.
     const failure = await orderErrorOf(
