@@ -19,6 +19,11 @@ export interface Behaviour {
   retry_after_s: number;
   /** The next N undo requests are answered 503. */
   undo_unavailable_next: number;
+  /**
+   * The next N requests to apply are applied (or replayed) as usual, and then their answer is
+   * lost: the connection is closed without one, as when a network drops a reply.
+   */
+  lose_answers_next: number;
   /** Amounts ending in these digits are refused 402 (the payment service only). */
   decline_suffix: string;
 }
@@ -29,6 +34,7 @@ const defaultBehaviour: Behaviour = {
   unavailable_next: 0,
   retry_after_s: 1,
   undo_unavailable_next: 0,
+  lose_answers_next: 0,
   decline_suffix: '13',
 };
 
@@ -36,7 +42,8 @@ const defaultBehaviour: Behaviour = {
 interface Seen {
   readonly key: string;
   readonly action: 'apply' | 'undo';
-  status: number | 'aborted';
+  /** The status answered; `aborted` if the client left first, `lost` if the answer was lost. */
+  status: number | 'aborted' | 'lost';
   /** True when the client closed the connection before the answer was written. */
   socketClosedEarly: boolean;
   /**
@@ -138,7 +145,7 @@ class ReferenceUpstream {
     });
     const replay = this.answers.get(key);
     if (replay !== undefined) {
-      this.#answer(seen, response, replay);
+      this.#answerApply(seen, response, replay);
       return;
     }
     const { behaviour } = this;
@@ -160,7 +167,7 @@ class ReferenceUpstream {
     }
     const again = this.answers.get(key);
     if (again !== undefined) {
-      this.#answer(seen, response, again);
+      this.#answerApply(seen, response, again);
       return;
     }
     const order = isRecord(body) ? body : {};
@@ -176,6 +183,17 @@ class ReferenceUpstream {
       answer = { status: 201, body: { id: key } };
     }
     this.answers.set(key, answer);
+    this.#answerApply(seen, response, answer);
+  }
+
+  /** answerApply answers a request to apply, unless its answer is to be lost. */
+  #answerApply(seen: Seen, response: ServerResponse, answer: Answer): void {
+    if (this.behaviour.lose_answers_next > 0) {
+      this.behaviour.lose_answers_next--;
+      seen.status = 'lost';
+      response.socket?.destroy();
+      return;
+    }
     this.#answer(seen, response, answer);
   }
 

@@ -207,6 +207,32 @@ describe('real upstreams', () => {
     }
   });
 
+  it('a step whose answers were all lost fails, and its charge, applied unseen, is refunded', async () => {
+    // Every attempt is applied (once, under its key) and its answer lost: the service cannot
+    // know the charge exists, so once its retries are spent it undoes the step anyway.
+    await upstreams.control('payment', { lose_answers_next: 4 });
+    try {
+      const { status, body } = await postOrder(port, { order_id: 'real-lost', amount: 42 });
+      expect(status).toBe(503);
+      expect((body as OrderBody).error?.kind).toBe('unavailable');
+      const run = await settled('real-lost');
+      expect(run.steps.find((step) => step.name === 'payment')?.compensation).toBe('compensated');
+      const requests = await requestsOf('payment', 'real-lost');
+      expect(requests.map((request) => request.status)).toStrictEqual([
+        'lost',
+        'lost',
+        'lost',
+        'lost',
+      ]);
+      const { effects } = await upstreams.ledger('payment');
+      expect(effects.filter((effect) => effect.orderId === 'real-lost')).toStrictEqual([
+        { key: `${run.run_id}:payment`, orderId: 'real-lost', amount: 42, undone: true },
+      ]);
+    } finally {
+      await upstreams.control('payment', { lose_answers_next: 0 });
+    }
+  });
+
   it('counts requests by upstream and status class, retries and aborts', async () => {
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     const value = (series: string): number => {

@@ -15,7 +15,7 @@ export type UpstreamName = 'payment' | 'vendor' | 'courier';
 export interface SeenRequest {
   readonly key: string;
   readonly action: 'apply' | 'undo';
-  readonly status: number | 'aborted';
+  readonly status: number | 'aborted' | 'lost';
   readonly socketClosedEarly: boolean;
   /** The W3C trace context the request carried, if any. */
   readonly traceparent?: string;
