@@ -3,7 +3,7 @@ import http from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { measured, pinnedOff, type Load, type LoadShape } from './http-load.js';
 import { percentile, row, type Row } from './report.js';
-import { post, startServer, type BenchServer } from './server-process.js';
+import { pinnedCommand, post, startServer, type BenchServer } from './server-process.js';
 
 /**
  * The real-upstreams benchmarks: the server in its default configuration (pool 128) with
@@ -13,13 +13,14 @@ import { post, startServer, type BenchServer } from './server-process.js';
  * - CPU per order: the server's user + system time (/proc) over the orders it answered
  *   during the measured load, for both, as fast as each answers and then at one rate both
  *   serve (1,000 orders/s, 500 quick); target: three upstream calls cost at most twice the
- *   simulated order.
+ *   simulated order. Baseline: undici alone (bench/bare-undici-client.ts) sending the same
+ *   three calls at the same rate, pinned to the server's core.
  * - Abort to socket closed: orders declined by the payment upstream while the vendor's and
  *   the courier's requests are in flight. The three upstreams run in one process, so one
  *   clock times both ends: from the payment's 402 written to each in-flight request's socket
- *   closed, as the upstreams saw them. Target: p99 ≤ 2 ms. Baseline: a bare node:http client
- *   that destroys its vendor request when the payment's answer ends, the same path without
- *   the service.
+ *   closed, as the upstreams saw them, one order at a time and four at a time. Target: p99
+ *   ≤ 2 ms. Baseline: a bare node:http client that destroys its vendor request when the
+ *   payment's answer ends, the same path without the service, as many at a time.
  *
  * The upstreams' process runs off the server's core, beside the load generator.
  */
@@ -182,7 +183,7 @@ async function serviceAborts(
 /**
  * bareAborts is the baseline: the same abort without the service. For each of `orders`, a
  * bare node:http client sends the payment (declined) and the vendor request at once, keyed
- * `bare-<i>:<upstream>`, and destroys the vendor's request when the payment's answer ends.
+ * `bare-<concurrency>-<i>:<upstream>`, and destroys the vendor's request when the payment's answer ends.
  */
 async function bareAborts(
   upstreams: UpstreamsProcess,
@@ -199,14 +200,14 @@ async function bareAborts(
     const vendor = http.request(`${upstreams.urls.vendor}/notifications`, {
       method: 'POST',
       agent,
-      headers: headers(`bare-${i}:vendor`),
+      headers: headers(`bare-${concurrency}-${i}:vendor`),
     });
     vendor.on('error', () => undefined);
     vendor.end(body);
     await new Promise<void>((resolve, reject) => {
       const payment = http.request(
         `${upstreams.urls.payment}/charges`,
-        { method: 'POST', agent, headers: headers(`bare-${i}:payment`) },
+        { method: 'POST', agent, headers: headers(`bare-${concurrency}-${i}:payment`) },
         (response) => {
           response.resume();
           response.on('end', () => {
@@ -223,22 +224,23 @@ async function bareAborts(
 }
 
 /**
- * closedAfterDecline reads the upstreams' ledgers. For the other requests of the declined runs
- * whose id `isRun` accepts, it returns `latencies`, sorted: for each closed unanswered, the
- * milliseconds from the payment's 402 to its socket closed (one clock: the upstreams'
- * process); and `answered`, how many were answered instead.
+ * closedAfterDecline reads the upstreams' ledgers from `from` on (each upstream's count of
+ * requests before the runs measured). For the other requests of the declined runs, it returns
+ * `latencies`, sorted: for each closed unanswered, the milliseconds from the payment's 402 to
+ * its socket closed (one clock: the upstreams' process); and `answered`, how many were
+ * answered instead.
  */
 async function closedAfterDecline(
   upstreams: UpstreamsProcess,
-  isRun: (runId: string) => boolean,
+  from: readonly number[],
 ): Promise<{ latencies: number[]; answered: number }> {
   const [payments, ...others] = await Promise.all(
-    upstreamNames.map((name) => upstreams.requests(name)),
+    upstreamNames.map(async (name, i) => (await upstreams.requests(name)).slice(from[i] ?? 0)),
   );
   const declinedAt = new Map<string, number>();
   for (const request of payments ?? []) {
     if (request.action !== 'apply' || request.status !== 402) continue;
-    if (request.answeredAt === undefined || !isRun(runOf(request.key))) continue;
+    if (request.answeredAt === undefined) continue;
     declinedAt.set(runOf(request.key), request.answeredAt);
   }
   const latencies: number[] = [];
@@ -252,6 +254,45 @@ async function closedAfterDecline(
     }
   }
   return { latencies: latencies.sort((a, b) => a - b), answered };
+}
+
+/** seenSoFar is how many requests each upstream has seen, for {@link closedAfterDecline}. */
+async function seenSoFar(upstreams: UpstreamsProcess): Promise<number[]> {
+  return Promise.all(upstreamNames.map(async (name) => (await upstreams.requests(name)).length));
+}
+
+/**
+ * bareUndici runs bench/bare-undici-client.ts pinned to the server's core: undici alone
+ * sending an order's three requests `rate` times a second; answers its CPU time per order.
+ */
+async function bareUndici(
+  upstreams: UpstreamsProcess,
+  rate: number,
+  seconds: number,
+  warmUp: number,
+): Promise<{ cpuMsPerOrder: number; orders: number; failed: number }> {
+  const entry = fileURLToPath(new URL('./bare-undici-client.js', import.meta.url));
+  const command = pinnedCommand([
+    'node',
+    entry,
+    upstreams.urls.payment,
+    upstreams.urls.vendor,
+    upstreams.urls.courier,
+    String(Math.round(rate)),
+    String(seconds),
+    String(warmUp),
+  ]);
+  const child = spawn(command[0] ?? 'node', command.slice(1), {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', resolve);
+  });
+  if (code !== 0) throw new Error(`bare undici client exited with ${code}`);
+  return JSON.parse(output) as { cpuMsPerOrder: number; orders: number; failed: number };
 }
 
 /** runOf is the run id of a step's key, `<run id>:<step>`. */
@@ -311,12 +352,22 @@ export async function upstreamsBenchmarks(options: { quick: boolean }): Promise<
           compare: clean(real.saturated.load),
         }),
       );
+      const undiciAlone = {
+        saturated: await bareUndici(
+          upstreams,
+          real.saturated.load.ordersPerSecond,
+          seconds,
+          warmUp,
+        ),
+        rated: await bareUndici(upstreams, ratePerSecond, seconds, 1),
+      };
       for (const [label, key] of [
         ['as fast as answered', 'saturated'],
         [`at ${count(ratePerSecond)} orders/s`, 'rated'],
       ] as const) {
         const ofReal = real[key];
         const ofSimulated = simulated[key];
+        const alone = undiciAlone[key];
         const ratio = ofReal.cpuMsPerOrder / ofSimulated.cpuMsPerOrder;
         rows.push(
           row({
@@ -325,7 +376,7 @@ export async function upstreamsBenchmarks(options: { quick: boolean }): Promise<
             value: ofReal.cpuMsPerOrder,
             unit: 'ms',
             figure: `${ofReal.cpuMsPerOrder.toFixed(3)} ms CPU/order (${ratio.toFixed(2)}× simulated)`,
-            baseline: `simulated ${ofSimulated.cpuMsPerOrder.toFixed(3)} ms CPU/order`,
+            baseline: `simulated ${ofSimulated.cpuMsPerOrder.toFixed(3)} ms CPU/order; undici alone, the same three calls at the same rate, ${alone.cpuMsPerOrder.toFixed(3)} ms (${alone.failed} of ${count(alone.orders)} orders' calls failed)`,
             compare: `real: ${clean(ofReal.load)}; simulated: ${clean(ofSimulated.load)}`,
             target: '≤ 2× simulated',
             met:
@@ -337,36 +388,37 @@ export async function upstreamsBenchmarks(options: { quick: boolean }): Promise<
       }
 
       // The decline comes after 1 ms; the vendor's and courier's answers would take 200 ms.
+      // One order at a time measures the abort's own path; four at a time, the same path with
+      // the upstreams' process busy with the other orders' requests.
       await upstreams.control('payment', { latency_ms: 1 });
       await upstreams.control('vendor', { latency_ms: 200 });
       await upstreams.control('courier', { latency_ms: 200 });
       const orders = options.quick ? 40 : 400;
-      const statuses = await serviceAborts(server, orders, 4);
-      const { latencies, answered: notClosed } = await closedAfterDecline(
-        upstreams,
-        (run) => !run.startsWith('bare-'),
-      );
-      await bareAborts(upstreams, orders, 4);
-      const { latencies: bare } = await closedAfterDecline(upstreams, (run) =>
-        run.startsWith('bare-'),
-      );
-      const p99 = percentile(latencies, 99);
-      const answered = [...statuses].map(([status, n]) => `${status}×${n}`).join(' ');
       const figures = (sorted: readonly number[]): string =>
         `p50 ${ms(percentile(sorted, 50))} · p99 ${ms(percentile(sorted, 99))}`;
-      rows.push(
-        row({
-          section: 'upstreams',
-          scenario: `sibling declined, requests in flight: payment's 402 to their sockets closed, as the upstreams see it (${orders} orders, 4 at a time)`,
-          value: p99,
-          unit: 'ms',
-          figure: `${figures(latencies)} · max ${ms(latencies.at(-1) ?? Number.NaN)}`,
-          baseline: `bare client destroying its request on the 402: ${figures(bare)}`,
-          compare: `vendor and courier at 200 ms: ${latencies.length} requests closed, ${notClosed} answered; orders answered ${answered}`,
-          target: 'p99 ≤ 2 ms, none answered',
-          met: p99 <= 2 && notClosed === 0,
-        }),
-      );
+      for (const concurrency of [1, 4]) {
+        const serviceFrom = await seenSoFar(upstreams);
+        const statuses = await serviceAborts(server, orders, concurrency);
+        const { latencies, answered: notClosed } = await closedAfterDecline(upstreams, serviceFrom);
+        const bareFrom = await seenSoFar(upstreams);
+        await bareAborts(upstreams, orders, concurrency);
+        const { latencies: bare } = await closedAfterDecline(upstreams, bareFrom);
+        const p99 = percentile(latencies, 99);
+        const answered = [...statuses].map(([status, n]) => `${status}×${n}`).join(' ');
+        rows.push(
+          row({
+            section: 'upstreams',
+            scenario: `sibling declined, requests in flight: payment's 402 to their sockets closed, as the upstreams see it (${orders} orders, ${concurrency} at a time)`,
+            value: p99,
+            unit: 'ms',
+            figure: `${figures(latencies)} · max ${ms(latencies.at(-1) ?? Number.NaN)}`,
+            baseline: `bare client destroying its request on the 402: ${figures(bare)}`,
+            compare: `vendor and courier at 200 ms: ${latencies.length} requests closed, ${notClosed} answered; orders answered ${answered}`,
+            target: 'p99 ≤ 2 ms, none answered',
+            met: p99 <= 2 && notClosed === 0,
+          }),
+        );
+      }
     } finally {
       await server.stop();
     }
