@@ -24,6 +24,7 @@ const only = args
 const sectionNames = [
   'http',
   'cpu',
+  'go',
   'upstreams',
   'chaos',
   'overload',

@@ -60,7 +60,7 @@ export async function metrics(server: BenchServer): Promise<(name: string) => nu
  */
 export async function startServer(
   env: Record<string, string | undefined>,
-  options: { pin?: boolean; nodeFlags?: readonly string[] } = {},
+  options: { pin?: boolean; nodeFlags?: readonly string[]; stdoutFile?: string } = {},
 ): Promise<BenchServer> {
   const port = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'order-pipeline-bench-data-'));
@@ -69,8 +69,9 @@ export async function startServer(
     ...(process.env['BENCH_SERVER_NODE_FLAGS'] ?? '').split(' ').filter(Boolean),
     ...(options.nodeFlags ?? []),
   ];
-  // BENCH_SERVER_STDOUT names a file for the server's standard output (its log, `--trace-gc`).
-  const stdoutFile = process.env['BENCH_SERVER_STDOUT'];
+  // BENCH_SERVER_STDOUT names a file for the server's standard output (its log, `--trace-gc`),
+  // unless the caller names one.
+  const stdoutFile = options.stdoutFile ?? process.env['BENCH_SERVER_STDOUT'];
   const stdout = stdoutFile === undefined ? 'ignore' : openSync(stdoutFile, 'a');
   // The same V8 flag as `npm start`: a larger young generation, fewer scavenges per order.
   const plain = ['node', '--max-semi-space-size=64', ...nodeFlags, serverEntry];

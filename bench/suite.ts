@@ -10,6 +10,7 @@ import { latencyBenchmarks } from './latency.js';
 import { memoryBenchmarks } from './memory.js';
 import { overloadBenchmark } from './overload.js';
 import { scaleOutBenchmarks } from './scale-out.js';
+import { sideBySideBenchmark } from './side-by-side.js';
 import { recoveryBenchmarks } from './recovery.js';
 import type { Row } from './report.js';
 import { soakBenchmark } from './soak.js';
@@ -25,6 +26,7 @@ export const sections: Record<string, (options: { quick: boolean }) => Promise<R
   soak: soakBenchmark,
   http: httpBenchmarks,
   cpu: cpuBudgetBenchmark,
+  go: sideBySideBenchmark,
   upstreams: upstreamsBenchmarks,
   chaos: chaosBenchmark,
   latency: latencyBenchmarks,
