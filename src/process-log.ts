@@ -1,3 +1,5 @@
+import { fstatSync } from 'node:fs';
+import { isatty } from 'node:tty';
 import pino from 'pino';
 
 /** How long an exit waits for the lines logged before it to be written. */
@@ -19,14 +21,20 @@ export interface ProcessLog {
 }
 
 /**
- * openProcessLog opens the process's log on stdout: pino's asynchronous destination, whose
- * writes never block the event loop. A write that fails — a closed pipe (EPIPE), a full disk
- * (ENOSPC) — ends logging for the life of the process, silently, and never the process
+ * openProcessLog opens the process's log on stdout, by pino's destination (sonic-boom). Where
+ * stdout is a file or a device that never makes a writer wait for a reader (a regular file,
+ * /dev/null), the lines of one turn of the event loop are written together, synchronously, at
+ * the end of the turn: no second thread then shares the server's core to write them (on a
+ * single core, a thread-pool thread writing each line left some connections waiting over a
+ * second under load). Elsewhere — a pipe, a socket, a terminal — its asynchronous destination,
+ * whose writes never block the event loop. A write that fails — a closed pipe (EPIPE), a full
+ * disk (ENOSPC) — ends logging for the life of the process, silently, and never the process
  * itself: without this, pino re-throws any failure but EPIPE as an uncaught error, and its
  * synchronous flush at exit retries a failing write for ever, so the process never exits.
  */
 export function openProcessLog(): ProcessLog {
-  const stdout = pino.destination({ dest: 1, sync: false });
+  const batched = neverWaitsForAReader(1);
+  const stdout = pino.destination({ dest: 1, sync: batched });
   let failed = false;
   let exitCode: number | undefined;
   const exitNow = (): void => {
@@ -38,22 +46,41 @@ export function openProcessLog(): ProcessLog {
     failed = true;
     if (exitCode !== undefined) exitNow();
   });
+  const write = (text: string): void => {
+    if (failed) return;
+    try {
+      stdout.write(text);
+    } catch {
+      // Closed by an exit under way (it throws once closed): the line is too late.
+    }
+  };
+  // The lines of this turn of the event loop, written together by `flush` once it ends.
+  let lines: string[] = [];
+  let flushScheduled = false;
+  const flush = (): void => {
+    flushScheduled = false;
+    if (lines.length === 0) return;
+    const text = lines.length === 1 ? (lines[0] ?? '') : lines.join('');
+    lines = [];
+    write(text);
+  };
   const logger = pino(
     {},
     {
-      write: (line: string) => {
-        if (failed) return;
-        try {
-          stdout.write(line);
-        } catch {
-          // Closed by an exit under way (it throws once closed): the line is too late.
-        }
-      },
+      write: batched
+        ? (line: string) => {
+            lines.push(line);
+            if (flushScheduled) return;
+            flushScheduled = true;
+            setImmediate(flush);
+          }
+        : write,
     },
   );
   return {
     logger,
     exit: (code) => {
+      flush();
       const exiting = exitCode !== undefined;
       exitCode = code;
       if (exiting || failed) {
@@ -66,4 +93,17 @@ export function openProcessLog(): ProcessLog {
       stdout.end();
     },
   };
+}
+
+/**
+ * neverWaitsForAReader says whether a write to `fd` completes without waiting for another
+ * process: a regular file or a character device other than a terminal (/dev/null, /dev/full).
+ */
+function neverWaitsForAReader(fd: number): boolean {
+  try {
+    const stat = fstatSync(fd);
+    return stat.isFile() || (stat.isCharacterDevice() && !isatty(fd));
+  } catch {
+    return false;
+  }
 }

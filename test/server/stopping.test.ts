@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, openSync, closeSync, rmSync } from 'node:fs';
+import { mkdtempSync, openSync, closeSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -141,6 +141,53 @@ describe('SIGTERM drains and exits 0 whatever the log destination does', () => {
     expect((await inFlight).status, 'the order in flight finished').toBe(200);
     await expect(exitOf(child, 10_000)).resolves.toStrictEqual({ code: 0 });
     expect(stderr, 'nothing thrown').toBe('');
+  }, 30_000);
+});
+
+describe('stdout to a file', () => {
+  it('writes a burst of orders’ lines whole, one each, all of them by the drained exit', async () => {
+    // A regular file: the lines of one turn of the loop are written together, synchronously.
+    const port = await freePort();
+    const logFile = join(tempDir(), 'server.log');
+    const out = openSync(logFile, 'w');
+    const child = spawn(process.execPath, startArgs(), {
+      cwd: repoRoot,
+      env: {
+        ...process.env,
+        HOST: '127.0.0.1',
+        PORT: String(port),
+        DATA_DIR: tempDir(),
+        ORDER_STORE: '',
+        DATABASE_URL: '',
+        LOG_LEVEL: 'info',
+      },
+      stdio: ['ignore', out, 'pipe'],
+    });
+    closeSync(out);
+    children.push(child);
+    let stderr = '';
+    child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+    await eventually(async () => {
+      const ready = await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined);
+      return ready?.status === 200 ? true : undefined;
+    });
+    const ids = Array.from({ length: 50 }, (_, i) => `log-file-${i}`);
+    const answers = await Promise.all(
+      ids.map((orderId) => postOrder(port, { order_id: orderId, amount: 1 })),
+    );
+    expect(answers.map((answer) => answer.status)).toStrictEqual(ids.map(() => 200));
+    child.kill('SIGTERM');
+    await expect(exitOf(child, 10_000)).resolves.toStrictEqual({ code: 0 });
+    expect(stderr, 'nothing thrown').toBe('');
+    const lines = readFileSync(logFile, 'utf8').split('\n');
+    expect(lines.pop(), 'the file ends with a whole line').toBe('');
+    const records = lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+    const ordered = records
+      .filter((record) => record['msg'] === 'request completed' && record['url'] === '/order')
+      .map((record) => record['order_id']);
+    expect(ordered.sort()).toStrictEqual([...ids].sort());
+    // The last lines, written as the process exits, are there too.
+    expect(records.at(-1)?.['msg']).toBe('shut down cleanly');
   }, 30_000);
 });
 
