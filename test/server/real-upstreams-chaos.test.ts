@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { sendKeyedOrders, settledRun, type Sent } from '../../bench/keyed-orders.js';
+import { eventually } from './load.js';
 import { killServers, spawnServer, type ServerProcess } from './server-process.js';
 import {
   killUpstreams,
@@ -35,7 +36,14 @@ describe('real upstreams under chaos', () => {
     await upstreams.control('payment', { fail_rate: 0.2, latency_ms: 20 });
     await upstreams.control('vendor', { fail_rate: 0.2, latency_ms: 10 });
     await upstreams.control('courier', { fail_rate: 0.1, latency_ms: 30 });
-    const env = { PIPELINE_FILE: pipelineFile(), ...upstreams.env };
+    // Breakers that open only after a long run of failures: an open one would fail every order
+    // at once, and the kill might then find none in flight.
+    const file = pipelineFile((pipeline) => {
+      for (const step of pipeline.steps) {
+        step['breaker'] = { consecutive_failures: 50, half_open_after_ms: 1000 };
+      }
+    });
+    const env = { PIPELINE_FILE: file, ...upstreams.env };
 
     const first = started(env);
     let port = await first.listening();
@@ -49,8 +57,20 @@ describe('real upstreams under chaos', () => {
       'chaos',
     );
     await new Promise((resolve) => setTimeout(resolve, 1500));
+    // The courier holds its answers, and the kill comes once one of its requests is in
+    // flight: at least that order is interrupted.
+    await upstreams.control('courier', { latency_ms: 3000 });
+    await eventually(async () => {
+      const { requests } = await upstreams.ledger('courier');
+      const inFlight = requests.some(
+        (request) =>
+          request.action === 'apply' && request.status === 'aborted' && !request.socketClosedEarly,
+      );
+      return inFlight ? true : undefined;
+    });
     first.child.kill('SIGKILL');
     await first.exited;
+    await upstreams.control('courier', { latency_ms: 30 });
     const second = started(env);
     port = await second.listening();
     await new Promise((resolve) => setTimeout(resolve, 1500));
