@@ -64,6 +64,8 @@ export function openProcessLog(): ProcessLog {
     lines = [];
     write(text);
   };
+  // Lines of the turn a crash ends are written as the process exits (synchronously here).
+  if (batched) process.once('exit', flush);
   const logger = pino(
     {},
     {
