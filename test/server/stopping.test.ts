@@ -73,6 +73,41 @@ function tempDir(): string {
 }
 
 /**
+ * startWithStdout starts the server as `npm start` runs it, its stdout the file `stdoutPath`
+ * opened for writing, logging at `logLevel`, and resolves once it is ready: its port, its
+ * process and what it wrote to stderr so far.
+ */
+async function startWithStdout(
+  stdoutPath: string,
+  logLevel: string,
+): Promise<{ port: number; child: ChildProcess; stderr: () => string }> {
+  const port = await freePort();
+  const out = openSync(stdoutPath, 'w');
+  const child = spawn(process.execPath, startArgs(), {
+    cwd: repoRoot,
+    env: {
+      ...process.env,
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      DATA_DIR: tempDir(),
+      ORDER_STORE: '',
+      DATABASE_URL: '',
+      LOG_LEVEL: logLevel,
+    },
+    stdio: ['ignore', out, 'pipe'],
+  });
+  closeSync(out);
+  children.push(child);
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+  await eventually(async () => {
+    const ready = await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined);
+    return ready?.status === 200 ? true : undefined;
+  });
+  return { port, child, stderr: () => stderr };
+}
+
+/**
  * exitsWithStdoutClosed starts the server with `env`, closes its stdout as `| head -2` does
  * (every later write gets EPIPE), sends SIGTERM, and checks that the process exits 0 — the
  * drained exit — within 10 s. No order is in flight: the shutdown is over while the line the
@@ -108,29 +143,7 @@ describe('SIGTERM drains and exits 0 whatever the log destination does', () => {
   );
 
   it('stdout on a full disk (ENOSPC on every write)', async () => {
-    const port = await freePort();
-    const full = openSync('/dev/full', 'w');
-    const child = spawn(process.execPath, startArgs(), {
-      cwd: repoRoot,
-      env: {
-        ...process.env,
-        HOST: '127.0.0.1',
-        PORT: String(port),
-        DATA_DIR: tempDir(),
-        ORDER_STORE: '',
-        DATABASE_URL: '',
-        LOG_LEVEL: 'debug',
-      },
-      stdio: ['ignore', full, 'pipe'],
-    });
-    closeSync(full);
-    children.push(child);
-    let stderr = '';
-    child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
-    await eventually(async () => {
-      const ready = await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined);
-      return ready?.status === 200 ? true : undefined;
-    });
+    const { port, child, stderr } = await startWithStdout('/dev/full', 'debug');
     const inFlight = postOrder(port, slowOrder('disk-full'));
     // The order is admitted (its body was read) before the signal.
     await eventually(async () => {
@@ -140,37 +153,15 @@ describe('SIGTERM drains and exits 0 whatever the log destination does', () => {
     child.kill('SIGTERM');
     expect((await inFlight).status, 'the order in flight finished').toBe(200);
     await expect(exitOf(child, 10_000)).resolves.toStrictEqual({ code: 0 });
-    expect(stderr, 'nothing thrown').toBe('');
+    expect(stderr(), 'nothing thrown').toBe('');
   }, 30_000);
 });
 
 describe('stdout to a file', () => {
   it('writes a burst of orders’ lines whole, one each, all of them by the drained exit', async () => {
     // A regular file: the lines of one turn of the loop are written together, synchronously.
-    const port = await freePort();
     const logFile = join(tempDir(), 'server.log');
-    const out = openSync(logFile, 'w');
-    const child = spawn(process.execPath, startArgs(), {
-      cwd: repoRoot,
-      env: {
-        ...process.env,
-        HOST: '127.0.0.1',
-        PORT: String(port),
-        DATA_DIR: tempDir(),
-        ORDER_STORE: '',
-        DATABASE_URL: '',
-        LOG_LEVEL: 'info',
-      },
-      stdio: ['ignore', out, 'pipe'],
-    });
-    closeSync(out);
-    children.push(child);
-    let stderr = '';
-    child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
-    await eventually(async () => {
-      const ready = await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined);
-      return ready?.status === 200 ? true : undefined;
-    });
+    const { port, child, stderr } = await startWithStdout(logFile, 'info');
     const ids = Array.from({ length: 50 }, (_, i) => `log-file-${i}`);
     const answers = await Promise.all(
       ids.map((orderId) => postOrder(port, { order_id: orderId, amount: 1 })),
@@ -178,7 +169,7 @@ describe('stdout to a file', () => {
     expect(answers.map((answer) => answer.status)).toStrictEqual(ids.map(() => 200));
     child.kill('SIGTERM');
     await expect(exitOf(child, 10_000)).resolves.toStrictEqual({ code: 0 });
-    expect(stderr, 'nothing thrown').toBe('');
+    expect(stderr(), 'nothing thrown').toBe('');
     const lines = readFileSync(logFile, 'utf8').split('\n');
     expect(lines.pop(), 'the file ends with a whole line').toBe('');
     const records = lines.map((line) => JSON.parse(line) as Record<string, unknown>);
