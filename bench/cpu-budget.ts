@@ -1,11 +1,9 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { details, generator, measured, type Load } from './http-load.js';
 import { row, type Row } from './report.js';
-import { freePort, pinnedCommand, readCpuSeconds, startServer } from './server-process.js';
+import { readCpuSeconds, startBareFloor, startServer } from './server-process.js';
 
 /**
  * The per-order CPU budget: the default configuration (pool 128, every step at 1 ms, 64
@@ -48,28 +46,11 @@ async function measure(
 
 /** The bare floor: bench/bare-floor-server.ts in a pinned process of its own. */
 async function measureBareFloor(seconds: number, warmUp: number): Promise<Measured> {
-  const port = await freePort();
-  const entry = fileURLToPath(new URL('./bare-floor-server.js', import.meta.url));
-  const command = pinnedCommand(['node', entry, String(port)]);
-  const child = spawn(command[0] ?? 'node', command.slice(1), {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const exited = new Promise<void>((resolve) =>
-    child.once('exit', () => {
-      resolve();
-    }),
-  );
+  const floor = await startBareFloor();
   try {
-    await new Promise<void>((resolve, reject) => {
-      child.once('error', reject);
-      child.stdout.once('data', () => {
-        resolve();
-      });
-    });
-    return await measure(`http://127.0.0.1:${port}/order`, () => child.pid ?? 0, seconds, warmUp);
+    return await measure(`${floor.url}/order`, () => floor.pid, seconds, warmUp);
   } finally {
-    child.kill('SIGTERM');
-    await exited;
+    await floor.stop();
   }
 }
 

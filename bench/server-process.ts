@@ -128,6 +128,47 @@ function definedOnly(env: Record<string, string | undefined>): Record<string, st
   );
 }
 
+/** A bare node:http floor server (bench/bare-floor-server.ts) running pinned. */
+export interface BareFloor {
+  readonly url: string;
+  readonly pid: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * startBareFloor starts bench/bare-floor-server.ts in a process of its own, pinned to the
+ * server's core, and resolves once it prints that it listens.
+ */
+export async function startBareFloor(): Promise<BareFloor> {
+  const port = await freePort();
+  const entry = fileURLToPath(new URL('./bare-floor-server.js', import.meta.url));
+  const command = pinnedCommand(['node', entry, String(port)]);
+  const child = spawn(command[0] ?? 'node', command.slice(1), {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const exited = new Promise<void>((resolve) =>
+    child.once('exit', () => {
+      resolve();
+    }),
+  );
+  const stop = async (): Promise<void> => {
+    child.kill('SIGTERM');
+    await exited;
+  };
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.once('error', reject);
+      child.stdout.once('data', () => {
+        resolve();
+      });
+    });
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { url: `http://127.0.0.1:${port}`, pid: child.pid ?? 0, stop };
+}
+
 /** cores is the number of CPUs this process may run on. */
 const cores = (): number => availableParallelism();
 

@@ -2,10 +2,9 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { measured, type Load } from './http-load.js';
+import { details, measured, type Load } from './http-load.js';
 import { row, type Row } from './report.js';
-import { freePort, pinnedCommand, startServer } from './server-process.js';
+import { pinnedCommand, startBareFloor, startServer } from './server-process.js';
 
 /**
  * Side by side with the Go service this project started from, in one run: each server pinned
@@ -72,13 +71,6 @@ async function ours(pool: number, logDir: string): Promise<Running> {
   return { url: server.url, stop: () => server.stop() };
 }
 
-/** bareFloor starts bench/bare-floor-server.ts, the floor any Node JSON service has. */
-async function bareFloor(): Promise<Running> {
-  const port = await freePort();
-  const entry = fileURLToPath(new URL('./bare-floor-server.js', import.meta.url));
-  return startPinned(['node', entry, String(port)], `http://127.0.0.1:${port}`);
-}
-
 /** loads measures `connections` in turn against a server, stopping it whatever happens. */
 async function loads(
   start: () => Promise<Running>,
@@ -101,9 +93,6 @@ async function loads(
 const perSecond = (load: Load): string =>
   `${Math.round(load.ordersPerSecond).toLocaleString('en-US')} orders/s`;
 const clean = (load: Load): boolean => load.non2xx + load.errors === 0;
-const latencies = (load: Load): string =>
-  `p50 ${load.p50} ms · p99 ${load.p99} ms · max ${load.max} ms · non-2xx/errors ${load.non2xx + load.errors}`;
-
 export async function sideBySideBenchmark(options: { quick: boolean }): Promise<Row[]> {
   const goPool128 = process.env['GO_ORIGINAL_POOL128'];
   const goAsShipped = process.env['GO_ORIGINAL'];
@@ -136,7 +125,7 @@ export async function sideBySideBenchmark(options: { quick: boolean }): Promise<
       warmUp,
     );
     const [our64, our256] = await loads(() => ours(128, logDir), [64, 256], seconds, warmUp);
-    const [floor64] = await loads(bareFloor, [64], seconds, warmUp);
+    const [floor64] = await loads(startBareFloor, [64], seconds, warmUp);
     const [goPool5] = await loads(() => startPinned([goAsShipped], goUrl), [64], seconds, warmUp);
     const [ourPool5] = await loads(() => ours(5, logDir), [64], seconds, warmUp);
     if (
@@ -166,8 +155,8 @@ export async function sideBySideBenchmark(options: { quick: boolean }): Promise<
         value: ratio(mine, theirs),
         unit: '×',
         figure: `${perSecond(mine)}, ${ratio(mine, theirs).toFixed(2)}× the Go service`,
-        baseline: `Go service ${perSecond(theirs)} (${latencies(theirs)})`,
-        compare: latencies(mine),
+        baseline: `Go service ${perSecond(theirs)} (${details(theirs)})`,
+        compare: details(mine),
         target: `≥ ${least.toFixed(1)}×${p99Target === '' ? '' : `, ${p99Target}`}`,
         met: ratio(mine, theirs) >= least && mine.p99 <= p99Within && clean(mine) && clean(theirs),
       });
@@ -202,7 +191,7 @@ export async function sideBySideBenchmark(options: { quick: boolean }): Promise<
         value: (100 * our64.ordersPerSecond) / floor64.ordersPerSecond,
         unit: '%',
         figure: `${((100 * our64.ordersPerSecond) / floor64.ordersPerSecond).toFixed(0)}% of the floor`,
-        baseline: `bare node:http ${Math.round(floor64.ordersPerSecond).toLocaleString('en-US')} req/s (${latencies(floor64)})`,
+        baseline: `bare node:http ${Math.round(floor64.ordersPerSecond).toLocaleString('en-US')} req/s (${details(floor64)})`,
         compare: `default configuration ${perSecond(our64)}`,
         target: '≥ 85%',
         met: our64.ordersPerSecond >= 0.85 * floor64.ordersPerSecond && clean(floor64),
