@@ -60,7 +60,7 @@ export function openProcessLog(): ProcessLog {
   const flush = (): void => {
     flushScheduled = false;
     if (lines.length === 0) return;
-    const text = lines.length === 1 ? (lines[0] ?? '') : lines.join('');
+    const text = lines.join('');
     lines = [];
     write(text);
   };
