@@ -1,5 +1,10 @@
 import type Database from 'better-sqlite3';
-import { claimDue, settledFlag } from '../ledger/compensation-rules.js';
+import {
+  claimDue,
+  isAttention,
+  nextCompensationAt,
+  settledFlag,
+} from '../ledger/compensation-rules.js';
 import type {
   Compensation,
   FinishInput,
@@ -181,11 +186,19 @@ export class SqliteExecutor {
       }
       case 'finish': {
         const { input } = op;
-        const changed = s.finish.run({
-          run_id: input.runId,
-          owner: input.owner,
-          ...finishedColumns(input),
-        });
+        // Positional values: binding by name costs a lookup per column, on every order.
+        const { outcome, compensations, now } = input;
+        const changed = s.finish.run(
+          outcome.error?.kind ?? null,
+          JSON.stringify(outcome),
+          compensations.length === 0 ? '[]' : JSON.stringify(compensations),
+          nextCompensationAt(compensations) ?? null,
+          isAttention(compensations) ? 1 : 0,
+          now,
+          now,
+          input.runId,
+          input.owner,
+        );
         return changed.changes > 0;
       }
       case 'recordCompensations':
@@ -235,17 +248,18 @@ export class SqliteExecutor {
   }
 
   #insert(run: NewRun, attempt: number): boolean {
-    const inserted = this.#statements.insert.run({
-      run_id: run.runId,
-      order_id: run.orderId,
-      idempotency_key: run.idempotencyKey ?? null,
-      fingerprint: run.fingerprint ?? null,
-      order_json: JSON.stringify(run.order),
+    const inserted = this.#statements.insert.run(
+      run.runId,
+      run.orderId,
+      run.idempotencyKey ?? null,
+      run.fingerprint ?? null,
+      JSON.stringify(run.order),
       attempt,
-      owner: run.owner,
-      lease_until: run.leaseUntil,
-      now: run.now,
-    });
+      run.owner,
+      run.leaseUntil,
+      run.now,
+      run.now,
+    );
     return inserted.changes > 0;
   }
 
@@ -286,17 +300,44 @@ function finishedColumns(input: Pick<FinishInput, 'outcome' | 'compensations' | 
 function prepareStatements(db: Database.Database) {
   const select = `SELECT ${runColumns} FROM order_runs`;
   return {
-    insert: db.prepare(
+    // The two statements of every order take their values by position.
+    insert: db.prepare<
+      [
+        runId: string,
+        orderId: string,
+        idempotencyKey: string | null,
+        fingerprint: string | null,
+        orderJson: string,
+        attempt: number,
+        owner: string,
+        leaseUntil: number,
+        createdAt: number,
+        updatedAt: number,
+      ]
+    >(
       `INSERT INTO order_runs (run_id, order_id, idempotency_key, fingerprint, order_json, state,
          attempt, owner, lease_until, created_at, updated_at)
-       VALUES (@run_id, @order_id, @idempotency_key, @fingerprint, @order_json, 'running',
-         @attempt, @owner, @lease_until, @now, @now)
+       VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)
        ON CONFLICT (idempotency_key) DO NOTHING`,
     ),
     dropKey: db.prepare(`UPDATE order_runs SET idempotency_key = NULL WHERE run_id = ?`),
-    finish: db.prepare(
-      `UPDATE order_runs SET ${finishing}
-        WHERE run_id = @run_id AND owner = @owner AND state = 'running'`,
+    finish: db.prepare<
+      [
+        errorKind: string | null,
+        outcome: string,
+        compensations: string,
+        nextCompensationAt: number | null,
+        attention: number,
+        updatedAt: number,
+        finishedAt: number,
+        runId: string,
+        owner: string,
+      ]
+    >(
+      `UPDATE order_runs SET state = 'finished', owner = NULL, lease_until = NULL,
+         error_kind = ?, outcome = ?, compensations = ?, next_compensation_at = ?, attention = ?,
+         updated_at = ?, finished_at = ?
+        WHERE run_id = ? AND owner = ? AND state = 'running'`,
     ),
     compensations: db.prepare(
       `UPDATE order_runs
