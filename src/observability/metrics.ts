@@ -1,13 +1,7 @@
 import { readdir } from 'node:fs/promises';
-import {
-  AggregatorRegistry,
-  Counter,
-  Gauge,
-  Histogram,
-  Registry,
-  collectDefaultMetrics,
-} from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Pool } from '../core/semaphore.js';
+import { BucketHistogram, type HistogramSeries } from './bucket-histogram.js';
 import { ranKinds } from '../order/errors.js';
 import type { StepStatus } from '../order/pipeline.js';
 import type { ClusterView, Gathered } from './cluster-views.js';
@@ -127,10 +121,10 @@ export class OrderMetrics {
   readonly #ran = new Map<string, Counter.Internal>();
   /** Orders answered without running, by kind. */
   readonly #refused = new Map<string, Counter.Internal>();
-  readonly #orderDuration = new Map<string, Histogram.Internal<string>>();
-  readonly #stepDuration: Histogram<'step' | 'status'>;
-  readonly #stepChildren = new Map<string, Map<string, Histogram.Internal<'step' | 'status'>>>();
-  readonly #courierWait: Record<'acquired' | 'canceled', Histogram.Internal<string>>;
+  readonly #orderDuration = new Map<string, HistogramSeries>();
+  readonly #stepDuration: BucketHistogram<'step' | 'status'>;
+  readonly #stepChildren = new Map<string, Map<string, HistogramSeries>>();
+  readonly #courierWait: Record<'acquired' | 'canceled', HistogramSeries>;
   readonly #compensations: Counter<'step' | 'result'>;
   readonly #operatorFlags: Counter<'step'>;
   readonly #ordersRecovered: Counter;
@@ -151,46 +145,38 @@ export class OrderMetrics {
     for (const kind of refusalKinds) this.#refused.set(kind, this.#orders.labels('refused', kind));
     for (const child of [...this.#ran.values(), ...this.#refused.values()]) child.inc(0);
 
-    const orderDuration = new Histogram({
+    // The histograms of the order path bind their series once (see BucketHistogram).
+    const orderDuration = new BucketHistogram({
       name: `${metricsPrefix}order_duration_seconds`,
       help: 'Time from the start of an order until every one of its steps had settled.',
       labelNames: ['outcome'],
       registers,
-      aggregator: 'sum',
     });
     for (const outcome of ['ok', 'error']) {
-      this.#orderDuration.set(outcome, orderDuration.labels(outcome));
-      orderDuration.zero({ outcome });
+      this.#orderDuration.set(outcome, orderDuration.series(outcome));
     }
 
-    this.#stepDuration = new Histogram({
+    this.#stepDuration = new BucketHistogram({
       name: `${metricsPrefix}step_duration_seconds`,
       help: 'Time from the start of an order until the step settled, by step and status.',
       labelNames: ['step', 'status'],
       registers,
-      aggregator: 'sum',
     });
     for (const step of options.stepNames) {
-      for (const status of stepStatuses) {
-        this.#stepChild(step, status);
-        this.#stepDuration.zero({ step, status });
-      }
+      for (const status of stepStatuses) this.#stepChild(step, status);
     }
 
-    const courierWait = new Histogram({
+    const courierWait = new BucketHistogram({
       name: `${metricsPrefix}courier_wait_seconds`,
       help: 'Time a courier step waited for a pool slot, by result (acquired, canceled).',
       labelNames: ['result'],
       buckets: waitBuckets,
       registers,
-      aggregator: 'sum',
     });
     this.#courierWait = {
-      acquired: courierWait.labels('acquired'),
-      canceled: courierWait.labels('canceled'),
+      acquired: courierWait.series('acquired'),
+      canceled: courierWait.series('canceled'),
     };
-    courierWait.zero({ result: 'acquired' });
-    courierWait.zero({ result: 'canceled' });
 
     const { courierPool, stepsInFlight } = options;
     new Gauge({
@@ -349,15 +335,15 @@ export class OrderMetrics {
    * stepChild is the series of one step and status, made on first use: the usual ones exist
    * from the start; a rarer status (`abandoned`) appears the first time it happens.
    */
-  #stepChild(step: string, status: string): Histogram.Internal<'step' | 'status'> {
+  #stepChild(step: string, status: string): HistogramSeries {
     let byStatus = this.#stepChildren.get(step);
     if (byStatus === undefined) {
-      byStatus = new Map<string, Histogram.Internal<'step' | 'status'>>();
+      byStatus = new Map<string, HistogramSeries>();
       this.#stepChildren.set(step, byStatus);
     }
     let child = byStatus.get(status);
     if (child === undefined) {
-      child = this.#stepDuration.labels(step, status);
+      child = this.#stepDuration.series(step, status);
       byStatus.set(status, child);
     }
     return child;

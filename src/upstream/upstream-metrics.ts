@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { BucketHistogram, type HistogramSeries } from '../observability/bucket-histogram.js';
 
 /** The breaker states as the gauge reports them. */
 export const breakerStateValues = { closed: 0, half_open: 1, open: 2 } as const;
@@ -10,7 +11,7 @@ export type BreakerState = keyof typeof breakerStateValues;
  * state. Labels are bounded: upstream names come from the pipeline file.
  */
 export class UpstreamMetrics {
-  readonly #duration: Histogram<'upstream' | 'status_class'>;
+  readonly #duration: BucketHistogram<'upstream' | 'status_class'>;
   readonly #retries: Counter<'upstream'>;
   readonly #aborts: Counter<'upstream'>;
   readonly #breakerState: Gauge<'upstream'>;
@@ -19,14 +20,14 @@ export class UpstreamMetrics {
    * instead of building and hashing a label object. Durations are indexed by status class:
    * 0 for no answer, 1 to 5 for 1xx to 5xx.
    */
-  readonly #durationsOf = new Map<string, Histogram.Internal<'upstream' | 'status_class'>[]>();
+  readonly #durationsOf = new Map<string, HistogramSeries[]>();
   readonly #retriesOf = new Map<string, Counter.Internal>();
   readonly #abortsOf = new Map<string, Counter.Internal>();
 
   /** The constructor registers the series in `registry`; a name registered twice throws. */
   constructor(registry: Registry) {
     const registers = [registry];
-    this.#duration = new Histogram({
+    this.#duration = new BucketHistogram({
       name: 'order_pipeline_upstream_request_duration_seconds',
       help: 'Upstream request attempts, by upstream and status class (2xx…5xx, or error: no answer).',
       labelNames: ['upstream', 'status_class'],
@@ -64,7 +65,7 @@ export class UpstreamMetrics {
     }
     let series = durations[classIndex];
     if (series === undefined) {
-      series = this.#duration.labels(upstream, classIndex === 0 ? 'error' : `${classIndex}xx`);
+      series = this.#duration.series(upstream, classIndex === 0 ? 'error' : `${classIndex}xx`);
       durations[classIndex] = series;
     }
     series.observe(seconds);
