@@ -1,5 +1,4 @@
-import { Counter, Gauge, type Registry } from 'prom-client';
-import { BucketHistogram, type HistogramSeries } from '../observability/bucket-histogram.js';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 /** The breaker states as the gauge reports them. */
 export const breakerStateValues = { closed: 0, half_open: 1, open: 2 } as const;
@@ -11,7 +10,7 @@ export type BreakerState = keyof typeof breakerStateValues;
  * state. Labels are bounded: upstream names come from the pipeline file.
  */
 export class UpstreamMetrics {
-  readonly #duration: BucketHistogram<'upstream' | 'status_class'>;
+  readonly #duration: Histogram<'upstream' | 'status_class'>;
   readonly #retries: Counter<'upstream'>;
   readonly #aborts: Counter<'upstream'>;
   readonly #breakerState: Gauge<'upstream'>;
@@ -20,14 +19,14 @@ export class UpstreamMetrics {
    * instead of building and hashing a label object. Durations are indexed by status class:
    * 0 for no answer, 1 to 5 for 1xx to 5xx.
    */
-  readonly #durationsOf = new Map<string, HistogramSeries[]>();
+  readonly #durationsOf = new Map<string, Histogram.Internal<'upstream' | 'status_class'>[]>();
   readonly #retriesOf = new Map<string, Counter.Internal>();
   readonly #abortsOf = new Map<string, Counter.Internal>();
 
   /** The constructor registers the series in `registry`; a name registered twice throws. */
   constructor(registry: Registry) {
     const registers = [registry];
-    this.#duration = new BucketHistogram({
+    this.#duration = new Histogram({
       name: 'order_pipeline_upstream_request_duration_seconds',
       help: 'Upstream request attempts, by upstream and status class (2xx…5xx, or error: no answer).',
       labelNames: ['upstream', 'status_class'],
@@ -65,7 +64,7 @@ export class UpstreamMetrics {
     }
     let series = durations[classIndex];
     if (series === undefined) {
-      series = this.#duration.series(upstream, classIndex === 0 ? 'error' : `${classIndex}xx`);
+      series = this.#duration.labels(upstream, classIndex === 0 ? 'error' : `${classIndex}xx`);
       durations[classIndex] = series;
     }
     series.observe(seconds);
