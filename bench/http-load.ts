@@ -1,10 +1,9 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import pg from 'pg';
 import { row, type Row } from './report.js';
-import { startServer } from './server-process.js';
+import { machineCores, startServer } from './server-process.js';
 
 /**
  * The HTTP benchmarks: autocannon against the real server in a child process, the order
@@ -99,7 +98,7 @@ function loadWithWrk(
 /** pinnedOff is `command` for spawn, pinned to every core but the server's when possible. */
 export function pinnedOff(command: string[]): [string, string[]] {
   const [file = '', ...args] = command;
-  const cores = availableParallelism();
+  const cores = machineCores();
   if (cores < 2 || spawnSync('taskset', ['-V']).error !== undefined) return [file, args];
   return ['taskset', ['-c', `0-${cores - 2}`, file, ...args]];
 }

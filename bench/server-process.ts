@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import { availableParallelism, tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -55,8 +55,9 @@ export async function metrics(server: BenchServer): Promise<(name: string) => nu
  * embedded store in a fresh data directory (removed by `stop`), logs at info (to /dev/null:
  * one line per request is written, not displayed) — with `env` over it, on a free port of
  * 127.0.0.1, pinned to the last core when `taskset` is available (the load generator runs on
- * the others), and resolves once `/healthz` answers. The floor route is always on: it is what
- * HTTP figures compare with. A variable of `env` set to undefined is removed.
+ * the others; `pin: false`: free to use every core), and resolves once `/healthz` answers. The
+ * floor route is always on: it is what HTTP figures compare with. A variable of `env` set to
+ * undefined is removed.
  */
 export async function startServer(
   env: Record<string, string | undefined>,
@@ -75,7 +76,7 @@ export async function startServer(
   const stdout = stdoutFile === undefined ? 'ignore' : openSync(stdoutFile, 'a');
   // The same V8 flag as `npm start`: a larger young generation, fewer scavenges per order.
   const plain = ['node', '--max-semi-space-size=64', ...nodeFlags, serverEntry];
-  const command = options.pin === false ? plain : pinnedCommand(plain);
+  const command = options.pin === false ? anyCoreCommand(plain) : pinnedCommand(plain);
   const child = spawn(command[0] ?? 'node', command.slice(1), {
     env: definedOnly({
       ...process.env,
@@ -169,13 +170,26 @@ export async function startBareFloor(): Promise<BareFloor> {
   return { url: `http://127.0.0.1:${port}`, pid: child.pid ?? 0, stop };
 }
 
-/** cores is the number of CPUs this process may run on. */
-const cores = (): number => availableParallelism();
+/**
+ * machineCores is the number of the machine's CPUs. Not the number this process may run on
+ * (`availableParallelism()`): the suite runs pinned off the server's core, and from there it
+ * must still place the server on the last core of the machine, not leave it on its own.
+ */
+export const machineCores = (): number => cpus().length;
 
 /** pinnedCommand prefixes `taskset -c <last core>` when taskset exists and there are 2+ cores. */
 export function pinnedCommand(command: string[]): string[] {
-  if (cores() < 2 || !hasTaskset()) return command;
-  return ['taskset', '-c', String(cores() - 1), ...command];
+  if (machineCores() < 2 || !hasTaskset()) return command;
+  return ['taskset', '-c', String(machineCores() - 1), ...command];
+}
+
+/**
+ * anyCoreCommand lets `command` run on every core of the machine (`taskset -c 0-<last>`): a
+ * child inherits its parent's cores, and the suite's are all but the server's.
+ */
+function anyCoreCommand(command: string[]): string[] {
+  if (machineCores() < 2 || !hasTaskset()) return command;
+  return ['taskset', '-c', `0-${machineCores() - 1}`, ...command];
 }
 
 let tasksetFound: boolean | undefined;
