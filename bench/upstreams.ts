@@ -19,7 +19,7 @@ import { pinnedCommand, post, startServer, type BenchServer } from './server-pro
  *   the courier's requests are in flight. The three upstreams run in one process, so one
  *   clock times both ends: from the payment's 402 written to each in-flight request's socket
  *   closed, as the upstreams saw them, one order at a time and four at a time. Target: p99
- *   ≤ 2 ms. Baseline: a bare node:http client that destroys its vendor request when the
+ *   ≤ 2 ms. Baseline: a bare node:http client on the server's core that destroys its vendor request when the
  *   payment's answer ends, the same path without the service, as many at a time.
  *
  * The upstreams' process runs off the server's core, beside the load generator.
@@ -181,46 +181,32 @@ async function serviceAborts(
 }
 
 /**
- * bareAborts is the baseline: the same abort without the service. For each of `orders`, a
- * bare node:http client sends the payment (declined) and the vendor request at once, keyed
- * `bare-<concurrency>-<i>:<upstream>`, and destroys the vendor's request when the payment's answer ends.
+ * bareAborts is the baseline: the same abort without the service, by bench/bare-abort-client.ts
+ * in a process of its own pinned to the server's core (see there), `orders` orders,
+ * `concurrency` at a time.
  */
 async function bareAborts(
   upstreams: UpstreamsProcess,
   orders: number,
   concurrency: number,
 ): Promise<void> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 2 * concurrency });
-  const body = JSON.stringify({ amount: 113 });
-  const headers = (key: string): http.OutgoingHttpHeaders => ({
-    'content-type': 'application/json',
-    'idempotency-key': key,
+  const entry = fileURLToPath(new URL('./bare-abort-client.js', import.meta.url));
+  const command = pinnedCommand([
+    'node',
+    entry,
+    upstreams.urls.payment,
+    upstreams.urls.vendor,
+    String(orders),
+    String(concurrency),
+  ]);
+  const child = spawn(command[0] ?? 'node', command.slice(1), {
+    stdio: ['ignore', 'ignore', 'inherit'],
   });
-  await inTurn(orders, concurrency, async (i) => {
-    const vendor = http.request(`${upstreams.urls.vendor}/notifications`, {
-      method: 'POST',
-      agent,
-      headers: headers(`bare-${concurrency}-${i}:vendor`),
-    });
-    vendor.on('error', () => undefined);
-    vendor.end(body);
-    await new Promise<void>((resolve, reject) => {
-      const payment = http.request(
-        `${upstreams.urls.payment}/charges`,
-        { method: 'POST', agent, headers: headers(`bare-${concurrency}-${i}:payment`) },
-        (response) => {
-          response.resume();
-          response.on('end', () => {
-            vendor.destroy();
-            resolve();
-          });
-        },
-      );
-      payment.on('error', reject);
-      payment.end(body);
-    });
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', resolve);
   });
-  agent.destroy();
+  if (code !== 0) throw new Error(`bare abort client exited with ${code}`);
 }
 
 /**
