@@ -19,8 +19,9 @@ import { pinnedCommand, post, startServer, type BenchServer } from './server-pro
  *   the courier's requests are in flight. The three upstreams run in one process, so one
  *   clock times both ends: from the payment's 402 written to each in-flight request's socket
  *   closed, as the upstreams saw them, one order at a time and four at a time. Target: p99
- *   ≤ 2 ms. Baseline: a bare node:http client on the server's core that destroys its vendor request when the
- *   payment's answer ends, the same path without the service, as many at a time.
+ *   ≤ 2 ms. Baseline: a bare node:http client on the server's core that destroys its vendor
+ *   request when the payment's answer ends, the same path without the service, as many at a
+ *   time.
  *
  * The upstreams' process runs off the server's core, beside the load generator.
  */
@@ -190,23 +191,12 @@ async function bareAborts(
   orders: number,
   concurrency: number,
 ): Promise<void> {
-  const entry = fileURLToPath(new URL('./bare-abort-client.js', import.meta.url));
-  const command = pinnedCommand([
-    'node',
-    entry,
+  await runOnServerCore('bare-abort-client.js', [
     upstreams.urls.payment,
     upstreams.urls.vendor,
     String(orders),
     String(concurrency),
   ]);
-  const child = spawn(command[0] ?? 'node', command.slice(1), {
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  const code = await new Promise<number | null>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('exit', resolve);
-  });
-  if (code !== 0) throw new Error(`bare abort client exited with ${code}`);
 }
 
 /**
@@ -257,10 +247,7 @@ async function bareUndici(
   seconds: number,
   warmUp: number,
 ): Promise<{ cpuMsPerOrder: number; orders: number; failed: number }> {
-  const entry = fileURLToPath(new URL('./bare-undici-client.js', import.meta.url));
-  const command = pinnedCommand([
-    'node',
-    entry,
+  const output = await runOnServerCore('bare-undici-client.js', [
     upstreams.urls.payment,
     upstreams.urls.vendor,
     upstreams.urls.courier,
@@ -268,6 +255,17 @@ async function bareUndici(
     String(seconds),
     String(warmUp),
   ]);
+  return JSON.parse(output) as { cpuMsPerOrder: number; orders: number; failed: number };
+}
+
+/**
+ * runOnServerCore runs the bench script `script` (compiled beside this file) with `args` in a
+ * process of its own pinned to the server's core, and resolves with what it printed once it
+ * exits; rejects if it exits with another code than 0.
+ */
+async function runOnServerCore(script: string, args: readonly string[]): Promise<string> {
+  const entry = fileURLToPath(new URL(`./${script}`, import.meta.url));
+  const command = pinnedCommand(['node', entry, ...args]);
   const child = spawn(command[0] ?? 'node', command.slice(1), {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -277,8 +275,8 @@ async function bareUndici(
     child.once('error', reject);
     child.once('exit', resolve);
   });
-  if (code !== 0) throw new Error(`bare undici client exited with ${code}`);
-  return JSON.parse(output) as { cpuMsPerOrder: number; orders: number; failed: number };
+  if (code !== 0) throw new Error(`${script} exited with ${code}`);
+  return output;
 }
 
 /** runOf is the run id of a step's key, `<run id>:<step>`. */
