@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,11 +15,24 @@ import { OrderService } from '../src/service/order-service.js';
 import { MemoryOrderStore } from '../src/store/memory-order-store.js';
 import { openPostgresOrderStore } from '../src/store/postgres-order-store.js';
 import { openSqliteOrderStore } from '../src/store/sqlite-order-store.js';
+import {
+  holdingEnv,
+  killUnderLoad,
+  promisedMs,
+  readInterrupted,
+  type Instance,
+  type KillRecoveryOptions,
+} from './kill-recovery.js';
 import { row, type Row } from './report.js';
 import { withDatabase } from './scale-out.js';
+import { startServer, type BenchServer } from './server-process.js';
 
 /**
- * The recovery benchmark: orders left running by an instance that died (kill -9), their
+ * The recovery benchmark. First the real process (bench/kill-recovery.ts): the server as
+ * `npm start` runs it, holding 1,000 orders in flight, killed with SIGKILL, and the time from
+ * the kill until the instance that recovers them has recorded the last `interrupted` — the
+ * default configuration started again on its data directory, then PostgreSQL started again and
+ * a second PostgreSQL instance. Then the recovery alone, in this process: orders left running by an instance that died (kill -9), their
  * leases expired, then one start of the order service as the server starts it (its first
  * sweep). The figure is the time until every one is recorded `interrupted` (GET showed it
  * `running` until then); a full run also times until their compensations (the simulated
@@ -222,9 +236,92 @@ function postgres<T>(work: (target: StoreUnderTest) => Promise<T>): Promise<T> {
   );
 }
 
+/**
+ * killed runs the kill -9 scenario with `orphans` orders held by servers started as `npm start`
+ * starts them with `env` (over {@link holdingEnv}), and returns its row. The servers' logs go
+ * to files of their own, read for the recovery's times.
+ */
+async function killed(
+  name: string,
+  env: Record<string, string>,
+  leaseMs: number,
+  recoverer: KillRecoveryOptions['recoverer'],
+): Promise<Row> {
+  const logDir = await mkdtemp(join(tmpdir(), 'order-pipeline-kill-'));
+  const servers: BenchServer[] = [];
+  try {
+    let started = 0;
+    const start = async (): Promise<Instance> => {
+      const logFile = join(logDir, `server-${started++}.log`);
+      const server = await startServer(
+        { ...holdingEnv(orphans, leaseMs), ...env },
+        { pin: false, stdoutFile: logFile },
+      );
+      servers.push(server);
+      return {
+        url: server.url,
+        output: () => readFileSync(logFile, 'utf8'),
+        kill: () => server.kill(),
+      };
+    };
+    const result = await killUnderLoad({
+      count: orphans,
+      leaseMs,
+      start,
+      recoverer,
+      prefix: `kill-${randomUUID().slice(0, 8)}`,
+    });
+    const interrupted = await readInterrupted(result.recoverer.url, result.ids);
+    const { recordedMs, restartedMs } = result;
+    return row({
+      section: 'recovery',
+      scenario:
+        'kill -9 holding 1,000 orders, ' +
+        (restartedMs === undefined ? 'recovered by a second instance' : 'started again') +
+        ` (lease ${fmt(leaseMs)}): all interrupted, ${name}`,
+      value: recordedMs,
+      unit: 'ms',
+      figure: `${fmt(recordedMs)} after the kill · ${interrupted} read interrupted`,
+      baseline:
+        restartedMs === undefined
+          ? 'the second instance served throughout'
+          : `serving again ${fmt(restartedMs)} after the kill`,
+      target: `≤ lease + 2 s (${fmt(leaseMs + 2000)}); promised lease + sweep + 1 s (${fmt(promisedMs(leaseMs))})`,
+      met: interrupted === orphans && recordedMs <= Math.min(leaseMs + 2000, promisedMs(leaseMs)),
+    });
+  } finally {
+    for (const server of servers) await server.stop();
+    await rm(logDir, { recursive: true, force: true });
+  }
+}
+
 export async function recoveryBenchmarks(options: { quick: boolean }): Promise<Row[]> {
   const measured = { quick: options.quick, sample: options.quick ? 10 : 50 };
+  const dataDir = await mkdtemp(join(tmpdir(), 'order-pipeline-kill-data-'));
+  const realProcess: Row[] = [];
+  try {
+    realProcess.push(
+      await killed(
+        'embedded SQLite (default)',
+        { DATA_DIR: dataDir },
+        defaultConfig.orderLeaseMs,
+        'restart',
+      ),
+    );
+  } finally {
+    await rm(dataDir, { recursive: true, force: true });
+  }
+  // PostgreSQL waits out the lease: a short one keeps the run short.
+  const pgLeaseMs = 2000;
+  for (const recoverer of ['restart', 'survivor'] as const) {
+    realProcess.push(
+      await withDatabase((url) =>
+        killed('PostgreSQL', { DATABASE_URL: url }, pgLeaseMs, recoverer),
+      ),
+    );
+  }
   return [
+    ...realProcess,
     ...(await measure(sqlite, options.quick ? [orphans] : [orphans, 10 * orphans], measured)),
     ...(await measure(memory, [orphans], measured)),
     ...(await postgres((target) => measure(target, [orphans], measured))),

@@ -43,6 +43,7 @@ export {
 } from './service/admission.js';
 export { MeasuredPool } from './service/measured-pool.js';
 export { OrderLedger, retryableKinds, type SubmitOptions } from './ledger/order-ledger.js';
+export { sweepIntervalFor } from './ledger/ledger-options.js';
 export type { LedgerHooks, LedgerLogger, OrderLedgerOptions } from './ledger/ledger-options.js';
 export type { OrderAnswer } from './service/order-answer.js';
 export type { LedgerRefusal, Recorded, Submission } from './ledger/submission.js';

@@ -54,3 +54,12 @@ export const silentLogger: LedgerLogger = { info: noop, warn: noop, error: noop 
 function noop(): void {
   // Logging disabled.
 }
+
+/**
+ * sweepIntervalFor is the default period of the ledger's background sweep for a lease of
+ * `leaseMs`: a third of it, at most 1 s, so that a lease is renewed at least three times before
+ * it runs out. A dead instance's run is recovered within lease + one period of its death.
+ */
+export function sweepIntervalFor(leaseMs: number): number {
+  return Math.min(1000, Math.floor(leaseMs / 3));
+}

@@ -5,7 +5,12 @@ import type { ErrorKind } from '../order/errors.js';
 import type { Order } from '../order/order.js';
 import { Compensator } from './compensator.js';
 import { execute, type ExecutionContext } from './execution.js';
-import { silentLogger, type LedgerLogger, type OrderLedgerOptions } from './ledger-options.js';
+import {
+  silentLogger,
+  sweepIntervalFor,
+  type LedgerLogger,
+  type OrderLedgerOptions,
+} from './ledger-options.js';
 import { isClaimable, needsOperator } from './compensation-rules.js';
 import type { NewRun, OrderRun, OrderStore } from './order-store.js';
 import { Recovery } from './recovery.js';
@@ -93,9 +98,7 @@ export class OrderLedger {
     this.#log = options.logger ?? silentLogger;
     const hooks = options.hooks ?? {};
     this.#leaseMs = options.leaseMs;
-    // A lease is renewed at least three times before it runs out.
-    this.#sweepIntervalMs =
-      options.sweepIntervalMs ?? Math.min(1000, Math.floor(options.leaseMs / 3));
+    this.#sweepIntervalMs = options.sweepIntervalMs ?? sweepIntervalFor(options.leaseMs);
     const compensator = new Compensator({
       store: options.store,
       steps: options.steps,
