@@ -186,19 +186,7 @@ export class SqliteExecutor {
       }
       case 'finish': {
         const { input } = op;
-        // Positional values: binding by name costs a lookup per column, on every order.
-        const { outcome, compensations, now } = input;
-        const changed = s.finish.run(
-          outcome.error?.kind ?? null,
-          JSON.stringify(outcome),
-          compensations.length === 0 ? '[]' : JSON.stringify(compensations),
-          nextCompensationAt(compensations) ?? null,
-          isAttention(compensations) ? 1 : 0,
-          now,
-          now,
-          input.runId,
-          input.owner,
-        );
+        const changed = s.finish.run(...finishedValues(input), input.runId, input.owner);
         return changed.changes > 0;
       }
       case 'recordCompensations':
@@ -217,12 +205,13 @@ export class SqliteExecutor {
         return null;
       case 'recoverOrphans': {
         const { input } = op;
-        return s.recoverOrphans.all({
-          owner: input.owner,
-          any_owner: input.anyOwner ? 1 : 0,
-          limit: input.limit,
-          ...finishedColumns(input),
-        });
+        return s.recoverOrphans.all(
+          ...finishedValues(input),
+          input.now,
+          input.anyOwner ? 1 : 0,
+          input.owner,
+          input.limit,
+        );
       }
       case 'claimDue': {
         const due = s.due.all({ now: op.now, limit: op.limit });
@@ -277,24 +266,40 @@ export class SqliteExecutor {
   }
 }
 
-/** The assignments that record a run finished, named as {@link finishedColumns} names them. */
+/** The assignments that record a run finished; their values are {@link finishedValues}. */
 const finishing = `state = 'finished', owner = NULL, lease_until = NULL,
-  error_kind = @error_kind, outcome = @outcome, compensations = @compensations,
-  next_compensation_at = @next_compensation_at, attention = @attention,
-  updated_at = @now, finished_at = @now`;
+  error_kind = ?, outcome = ?, compensations = ?, next_compensation_at = ?, attention = ?,
+  updated_at = ?, finished_at = ?`;
 
-/** The values of {@link finishing}. */
-type FinishedColumns = ReturnType<typeof finishedColumns>;
+/** The values of {@link finishing}, in its order. */
+type FinishedValues = [
+  errorKind: string | null,
+  outcome: string,
+  compensations: string,
+  nextCompensationAt: number | null,
+  attention: number,
+  updatedAt: number,
+  finishedAt: number,
+];
 
-/** finishedColumns is how a run finished with `outcome` and `compensations` is written. */
-function finishedColumns(input: Pick<FinishInput, 'outcome' | 'compensations' | 'now'>) {
-  return {
-    error_kind: input.outcome.error?.kind ?? null,
-    outcome: JSON.stringify(input.outcome),
-    compensations: JSON.stringify(input.compensations),
-    ...compensationColumns(input.compensations),
-    now: input.now,
-  };
+/**
+ * finishedValues is how a run finished with `outcome` and `compensations` is written. By
+ * position: binding by name costs a lookup per column, on every order.
+ */
+function finishedValues({
+  outcome,
+  compensations,
+  now,
+}: Pick<FinishInput, 'outcome' | 'compensations' | 'now'>): FinishedValues {
+  return [
+    outcome.error?.kind ?? null,
+    JSON.stringify(outcome),
+    compensations.length === 0 ? '[]' : JSON.stringify(compensations),
+    nextCompensationAt(compensations) ?? null,
+    isAttention(compensations) ? 1 : 0,
+    now,
+    now,
+  ];
 }
 
 function prepareStatements(db: Database.Database) {
@@ -321,23 +326,8 @@ function prepareStatements(db: Database.Database) {
        ON CONFLICT (idempotency_key) DO NOTHING`,
     ),
     dropKey: db.prepare(`UPDATE order_runs SET idempotency_key = NULL WHERE run_id = ?`),
-    finish: db.prepare<
-      [
-        errorKind: string | null,
-        outcome: string,
-        compensations: string,
-        nextCompensationAt: number | null,
-        attention: number,
-        updatedAt: number,
-        finishedAt: number,
-        runId: string,
-        owner: string,
-      ]
-    >(
-      `UPDATE order_runs SET state = 'finished', owner = NULL, lease_until = NULL,
-         error_kind = ?, outcome = ?, compensations = ?, next_compensation_at = ?, attention = ?,
-         updated_at = ?, finished_at = ?
-        WHERE run_id = ? AND owner = ? AND state = 'running'`,
+    finish: db.prepare<[...FinishedValues, runId: string, owner: string]>(
+      `UPDATE order_runs SET ${finishing} WHERE run_id = ? AND owner = ? AND state = 'running'`,
     ),
     compensations: db.prepare(
       `UPDATE order_runs
@@ -354,13 +344,13 @@ function prepareStatements(db: Database.Database) {
     ),
     // One statement selects and records the batch; the store's one writer makes it atomic.
     recoverOrphans: db.prepare<
-      [FinishedColumns & { owner: string; any_owner: number; limit: number }],
+      [...FinishedValues, now: number, anyOwner: number, owner: string, limit: number],
       RunRow
     >(
       `UPDATE order_runs SET ${finishing}
         WHERE seq IN (SELECT seq FROM order_runs WHERE state = 'running'
-                        AND (lease_until < @now OR (@any_owner = 1 AND owner IS NOT @owner))
-                      ORDER BY seq LIMIT @limit)
+                        AND (lease_until < ? OR (? = 1 AND owner IS NOT ?))
+                      ORDER BY seq LIMIT ?)
         RETURNING ${runColumns}`,
     ),
     due: db.prepare<[{ now: number; limit: number }], RunRow>(
