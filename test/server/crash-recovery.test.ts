@@ -2,6 +2,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { promisedMs, recoveredTimes } from '../../bench/kill-recovery.js';
+import { defaultConfig } from '../../src/config.js';
 import { createThrowawayDatabase, postgresAvailable } from '../store/postgres-database.js';
 import { eventually, getOrder, postJson, runLoad, type Sent } from './load.js';
 import { killServers, spawnServer } from './server-process.js';
@@ -32,7 +34,8 @@ function orderBody(run: string, index: number): Record<string, unknown> {
  * clients; once 300 are answered the server is killed with SIGKILL while the others are in
  * flight; a new server starts on the same store. Then every answer the clients got replays
  * identically, and every order sent — answered or not — ends finished, none left running,
- * the interrupted ones failed `interrupted` and compensated, GET and the record agreeing.
+ * the interrupted ones failed `interrupted` and compensated, GET and the record agreeing, and
+ * each recorded within lease + sweep + 1 s of the kill (the new server's log tells when).
  */
 async function crashUnderLoad(env: Record<string, string>): Promise<void> {
   const first = spawnServer(env);
@@ -40,6 +43,7 @@ async function crashUnderLoad(env: Record<string, string>): Promise<void> {
   const run = `crash-${Date.now()}`;
   let answered = 0;
   let killed = false;
+  let killedAt = 0;
   const sent: Sent[] = await runLoad({
     port,
     clients: 16,
@@ -50,6 +54,7 @@ async function crashUnderLoad(env: Record<string, string>): Promise<void> {
       if (result.status !== undefined) answered++;
       if (answered >= 300 && !killed) {
         killed = true;
+        killedAt = Date.now();
         first.child.kill('SIGKILL');
       }
     },
@@ -97,6 +102,11 @@ async function crashUnderLoad(env: Record<string, string>): Promise<void> {
   }
   // The kill caught orders between their start and their outcome.
   expect(interrupted).toBeGreaterThan(0);
+  // Each was recorded in time.
+  const recordedAt = recoveredTimes(second.output(), run);
+  expect(recordedAt).toHaveLength(interrupted);
+  const leaseMs = Number(env['ORDER_LEASE_MS'] ?? defaultConfig.orderLeaseMs);
+  expect(Math.max(...recordedAt) - killedAt).toBeLessThanOrEqual(promisedMs(leaseMs));
 }
 
 describe('a real server killed with SIGKILL under load', () => {
