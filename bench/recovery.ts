@@ -32,15 +32,17 @@ import { startServer, type BenchServer } from './server-process.js';
  * `npm start` runs it, holding 1,000 orders in flight, killed with SIGKILL, and the time from
  * the kill until the instance that recovers them has recorded the last `interrupted` — the
  * default configuration started again on its data directory, then PostgreSQL started again and
- * a second PostgreSQL instance. Then the recovery alone, in this process: orders left running by an instance that died (kill -9), their
- * leases expired, then one start of the order service as the server starts it (its first
- * sweep). The figure is the time until every one is recorded `interrupted` (GET showed it
- * `running` until then); a full run also times until their compensations (the simulated
+ * a second PostgreSQL instance.
+ *
+ * Then the recovery alone, in this process: orders left running by an instance that died,
+ * their leases expired, then one start of the order service as the server starts it (its
+ * first sweep). The figure is the time until every one is recorded `interrupted` (GET showed
+ * it `running` until then); a full run also times until their compensations (the simulated
  * steps', 70 ms an order) have all run, which a resubmission of a key waits for (409 until
  * then), and the recording of 10,000. The default store first (embedded SQLite, synchronous
- * NORMAL), then memory and PostgreSQL. The baseline,
- * measured in the same run on a sample, is recovery as it was before: one order at a time,
- * recorded, then its compensations run and awaited before the next.
+ * NORMAL), then memory and PostgreSQL. The baseline, measured in the same run on a sample, is
+ * recovery as it was before: one order at a time, recorded, then its compensations run and
+ * awaited before the next.
  */
 
 const orphans = 1_000;
