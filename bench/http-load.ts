@@ -1,9 +1,10 @@
 import { spawn, spawnSync } from 'node:child_process';
+import http from 'node:http';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import pg from 'pg';
-import { row, type Row } from './report.js';
-import { machineCores, startServer } from './server-process.js';
+import { percentile, row, type Row } from './report.js';
+import { machineCores, post, startServer, type Timed } from './server-process.js';
 
 /**
  * The HTTP benchmarks: autocannon against the real server in a child process, the order
@@ -358,5 +359,50 @@ async function measureHttp(options: {
       met: pool5.ordersPerSecond >= 3500 && pool5.non2xx + pool5.errors === 0,
     }),
   );
+  rows.push(await newConnectionsUnderLoad(pool128, options.quick));
   return rows;
+}
+
+/**
+ * newConnectionsUnderLoad measures what clients that connect to a saturated server meet: the
+ * default configuration (pool 128) serving 256 connections of wrk, and 256 new connections
+ * opened at once, each sending one order. Their time runs from the connection's opening to the
+ * end of its first answer. Node accepts one connection per turn of its event loop, so the
+ * last of them wait for as many turns (see docs/performance.md). No target: the deadline
+ * starts when a request reaches the service.
+ */
+async function newConnectionsUnderLoad(env: Record<string, string>, quick: boolean): Promise<Row> {
+  const burst = 256;
+  const loadSeconds = quick ? 4 : 8;
+  return serve(env, async (url) => {
+    const openAtOnce = async (): Promise<Timed[]> => {
+      // The 256 connections of the load open and the server saturates before the burst.
+      await new Promise((resolve) => setTimeout(resolve, (loadSeconds / 2) * 1000));
+      const agent = new http.Agent({ maxSockets: burst });
+      try {
+        return await Promise.all(
+          Array.from({ length: burst }, () => post(`${url}/order`, simulatedOrder, agent)),
+        );
+      } finally {
+        agent.destroy();
+      }
+    };
+    const [steady, answers] = await Promise.all([
+      load(`${url}/order`, 256, loadSeconds, {}),
+      openAtOnce(),
+    ]);
+    const times = answers.map((answer) => answer.ms).sort((a, b) => a - b);
+    const ok = answers.filter((answer) => answer.status === 200).length;
+    const late = times.filter((ms) => ms > 2000).length;
+    const ms = (value: number): string => `${value.toFixed(0)} ms`;
+    return row({
+      section: 'http',
+      scenario: `${burst} new connections at once, one order each, to the default configuration serving 256 others (pool 128)`,
+      value: percentile(times, 99),
+      unit: 'ms',
+      figure: `first answers p50 ${ms(percentile(times, 50))} · p99 ${ms(percentile(times, 99))} · max ${ms(times.at(-1) ?? Number.NaN)} (from the connection's opening)`,
+      baseline: `wrk's 256 connections over the whole load: ${details(steady)}`,
+      compare: `${ok} of ${burst} answered 200; ${late} after more than 2 s`,
+    });
+  });
 }
