@@ -1,5 +1,6 @@
 import http from 'node:http';
 import { sweepIntervalFor } from '../src/ledger/ledger-options.js';
+import { metrics } from './server-process.js';
 
 /**
  * Recovery after a real crash, shared by the `recovery` benchmark and the black-box test
@@ -163,9 +164,7 @@ function holdOrders(url: string, ids: readonly string[]): Promise<number> {
 async function untilStepsInFlight(url: string, steps: number): Promise<void> {
   const until = Date.now() + 30_000;
   for (;;) {
-    const response = await fetch(`${url}/metrics`);
-    const text = await response.text();
-    const value = Number(/^order_pipeline_steps_in_flight (\S+)/m.exec(text)?.[1]);
+    const value = (await metrics({ url }))('order_pipeline_steps_in_flight');
     if (value >= steps) return;
     if (Date.now() > until) {
       throw new Error(`${String(value)} of ${steps} steps in flight after 30 s`);

@@ -29,7 +29,7 @@ export interface BenchServer {
  * unlabelled samples by name: NaN when one is not exposed or the server did not answer. One
  * read serves every name, as a read resets some of them (the event-loop delay histogram).
  */
-export async function metrics(server: BenchServer): Promise<(name: string) => number> {
+export async function metrics(server: Pick<BenchServer, 'url'>): Promise<(name: string) => number> {
   const text = await new Promise<string>((resolve) => {
     http
       .get(`${server.url}/metrics`, (response) => {
